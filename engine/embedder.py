@@ -1,0 +1,130 @@
+"""The encoder API everything else uses: sketches and images in, CLS vectors and tokens out;
+sketch-image token pairs scored with the cross-attention module.
+
+Scores are cosine similarities (higher = better); the official L2 distance between normalised
+vectors is sqrt(2 - 2 * score), so both rank identically.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .device import describe_device, pick_device
+from .model import MLAGT
+from .model.checkpoints import CheckpointError, load_any
+from .preprocess import ImageLike, preprocess_image, preprocess_sketch
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_CHECKPOINT = MODELS_DIR / "default.safetensors"
+
+
+def default_checkpoint() -> Path:
+    """The shipped default model (overridable with SKETCH_SEARCH_CHECKPOINT)."""
+    return Path(os.environ.get("SKETCH_SEARCH_CHECKPOINT") or DEFAULT_CHECKPOINT)
+
+
+@dataclass
+class Embeddings:
+    cls: np.ndarray  # (B, D) float32, L2-normalised: the stage-1 vectors
+    tokens: torch.Tensor | None = None  # (B, N, D) on the CPU, for stage 2 (None unless asked for)
+
+
+class Embedder:
+    def __init__(self, model: MLAGT, card: dict | None = None, device: str | torch.device | None = None,
+                 batch_size: int | None = None):
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.model = model.eval().to(self.device)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.card = card or {}
+        self.cfg = model.cfg
+        # GPUs run in half precision; CPUs stay in float32 (fp16 matmuls are slow there).
+        self.half = self.device.type in ("cuda", "mps")
+        self.batch_size = batch_size or (128 if self.half else 32)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, device: str | None = None,
+                        batch_size: int | None = None, heads: int = 12) -> "Embedder":
+        path = Path(path) if path else default_checkpoint()
+        if not path.exists() and path == DEFAULT_CHECKPOINT:
+            raise CheckpointError(path, "the default model is not installed (run `make train` or name --checkpoint)")
+        model, card = load_any(path, heads=heads)
+        card = {**card, "path": str(path)}
+        return cls(model, card, device, batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name") or self.cfg.name
+
+    @property
+    def identity(self) -> str:
+        """Changes whenever the weights change: part of the tile index key."""
+        return self.card.get("weights_sha256") or f"{self.name}:{self.card.get('path', '')}"
+
+    @property
+    def device_description(self) -> str:
+        return describe_device(self.device)
+
+    def _autocast(self):
+        if self.half:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def embed_tensor(self, batch: torch.Tensor, with_tokens: bool = False) -> Embeddings:
+        """Normalised (B, 3, S, S) tensors -> embeddings, in chunks of batch_size."""
+        cls_parts, token_parts = [], []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start:start + self.batch_size].to(self.device, non_blocking=True)
+            with self._autocast():
+                tokens = self.model(chunk)
+            cls_parts.append(F.normalize(tokens[:, 0].float(), dim=-1).cpu())
+            if with_tokens:
+                token_parts.append(tokens.float().cpu())
+        dim = self.cfg.width
+        cls = torch.cat(cls_parts).numpy() if cls_parts else np.zeros((0, dim), np.float32)
+        tokens = torch.cat(token_parts) if token_parts else None
+        return Embeddings(cls, tokens)
+
+    def embed_sketches(self, sketches: Sequence[ImageLike], with_tokens: bool = False) -> Embeddings:
+        size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
+        batch = torch.stack([preprocess_sketch(s, size, mean, std) for s in sketches])
+        return self.embed_tensor(batch, with_tokens)
+
+    def embed_images(self, images: Iterable[ImageLike] | np.ndarray, with_tokens: bool = False) -> Embeddings:
+        """Images as paths, PIL images, or uint8 arrays (one array of shape (B, H, W, 3) works too).
+        Preprocessing runs chunk by chunk so memory stays bounded for long inputs."""
+        size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
+        images = list(images) if not isinstance(images, np.ndarray) else images
+        parts: list[Embeddings] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = torch.stack([preprocess_image(im, size, mean, std) for im in images[start:start + self.batch_size]])
+            parts.append(self.embed_tensor(chunk, with_tokens))
+        if not parts:
+            return Embeddings(np.zeros((0, self.cfg.width), np.float32), None)
+        cls = np.concatenate([p.cls for p in parts])
+        tokens = torch.cat([p.tokens for p in parts]) if with_tokens else None
+        return Embeddings(cls, tokens)
+
+    @torch.inference_mode()
+    def pair_scores(self, sketch_tokens: torch.Tensor, image_tokens: torch.Tensor) -> np.ndarray:
+        """Cross-attention scores of one sketch (N, D) against K images (K, N, D), or of K pairs
+        (K, N, D) x (K, N, D): cosine similarity of the cross-attended CLS rows, shape (K,)."""
+        if sketch_tokens.dim() == 2:
+            sketch_tokens = sketch_tokens.unsqueeze(0)
+        scores = []
+        for start in range(0, len(image_tokens), self.batch_size):
+            img = image_tokens[start:start + self.batch_size].to(self.device)
+            sk = sketch_tokens if len(sketch_tokens) != len(image_tokens) else sketch_tokens[start:start + self.batch_size]
+            sk = sk.to(self.device).expand(len(img), -1, -1) if len(sk) == 1 else sk.to(self.device)
+            with self._autocast():
+                s_cls, i_cls = self.model.cross_cls(sk, img)
+            scores.append(F.cosine_similarity(s_cls.float(), i_cls.float(), dim=-1).cpu())
+        return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up everything the project needs on a fresh Debian machine, idempotently:
+#   1. QGIS and its Python bindings from Debian (system Python /usr/bin/python3);
+#   2. a virtual environment .venv made from that Python with --system-site-packages,
+#      so it sees QGIS and PyQt5 and takes our pinned packages;
+#   3. the pinned Python dependencies and the engine itself (editable).
+# A second run only checks stamps and returns in about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+STAMP="$VENV/.requirements.sha256"
+
+need_apt=()
+/usr/bin/python3 -c "import qgis.core" 2>/dev/null || need_apt+=(python3-qgis qgis-providers)
+/usr/bin/python3 -c "import ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+command -v Xvfb >/dev/null || need_apt+=(xvfb)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing from Debian: ${need_apt[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV from /usr/bin/python3 (sees QGIS)"
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+
+want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing pinned Python packages (first run takes a few minutes)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
+    "$VENV/bin/python" -m pip install -q --no-deps -e .
+    echo "$want" > "$STAMP"
+fi
