@@ -18,8 +18,18 @@ test: setup   ## every test (engine without QGIS, plugin in a real offscreen QGI
 test-slow: setup   ## the long checks as well
 	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "slow or not slow"
 
-bench: setup
+bench: setup   ## speed figures: model throughput vs matmul peak, search cold/warm, memory
 	@$(PY) -m benchmarks.model_speed
+	@if [ -f benchmarks/search_speed.py ]; then $(PY) -m benchmarks.search_speed; fi
+
+train: setup   ## train the default model (background-friendly; logs under runs/)
+	@bash scripts/train_default.sh
+
+package: setup   ## the installable plugin zip, checked
+	@bash scripts/package.sh
+
+screenshot: setup   ## PNGs of the dock and a result layer, for the README
+	@bash scripts/screenshot.sh
 
 clean:
 	rm -rf build dist .pytest_cache

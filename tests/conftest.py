@@ -24,3 +24,22 @@ def data_dir() -> Path:
     if not (DATA / "eoc_sketches").is_dir():
         pytest.skip(f"real data not found under {DATA} (set SKETCH_SEARCH_DATA)")
     return DATA
+
+
+# A small model in our real checkpoint format, so search and plugin tests run in seconds on a CPU.
+TINY_CONFIG = dict(name="test-tiny", img_size=64, patch_size=16, width=64, depth=2, heads=2, mlp_dim=128,
+                   keep_rates=(1.0, 0.75), ca_heads=2, ca_ff_dim=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Path of a randomly initialised (seeded) tiny MLAGT saved as .safetensors + .json card."""
+    import torch
+
+    from engine.model import MLAGT, ModelConfig
+    from engine.model.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    model = MLAGT(ModelConfig(**TINY_CONFIG))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    return save_checkpoint(model, path, card={"name": "test-tiny", "licence": "GPL-2.0-or-later"})
