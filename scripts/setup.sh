@@ -14,6 +14,7 @@ need_apt=()
 /usr/bin/python3 -c "import qgis.core" 2>/dev/null || need_apt+=(python3-qgis qgis-providers)
 /usr/bin/python3 -c "import ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
+command -v pyrcc5 >/dev/null || need_apt+=(pyqt5-dev-tools)  # compiles the plugin's resources.qrc
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing from Debian: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
