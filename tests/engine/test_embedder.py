@@ -1,0 +1,96 @@
+"""The encoder API: embeddings, pair scores, batching, device choice, CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from engine.device import pick_device
+from engine.embedder import Embedder
+from engine.model.checkpoints import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_checkpoint):
+    return Embedder.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=3)
+
+
+def _sketch():
+    im = Image.new("RGB", (100, 100), "white")
+    ImageDraw.Draw(im).rectangle([20, 30, 80, 70], outline="black", width=3)
+    return im
+
+
+def test_embeddings_are_normalised_and_batch_independent(embedder):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (7, 64, 64, 3), dtype=np.uint8)
+    out = embedder.embed_images(images, with_tokens=True)
+    assert out.cls.shape == (7, 64) and out.cls.dtype == np.float32
+    assert np.allclose(np.linalg.norm(out.cls, axis=1), 1, atol=1e-5)
+    n_tokens = 1 + int(np.ceil(0.75 * 16))  # tiny config filters a quarter of 4x4 patches in block 2
+    assert out.tokens.shape == (7, n_tokens, 64)
+    one_by_one = np.concatenate([embedder.embed_images(images[i:i + 1]).cls for i in range(7)])
+    assert np.allclose(out.cls, one_by_one, atol=1e-5)
+    assert not torch.is_grad_enabled() or out.tokens.requires_grad is False
+
+
+def test_pair_scores_match_the_cross_attention_module(embedder):
+    sk = embedder.embed_sketches([_sketch()], with_tokens=True)
+    im = embedder.embed_images(np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8), with_tokens=True)
+    scores = embedder.pair_scores(sk.tokens[0], im.tokens)
+    assert scores.shape == (5,)
+    with torch.inference_mode():
+        s_cls, i_cls = embedder.model.cross_cls(sk.tokens[:1].expand(5, -1, -1), im.tokens)
+        expected = torch.nn.functional.cosine_similarity(s_cls, i_cls).numpy()
+    assert np.allclose(scores, expected, atol=1e-5)
+    pairwise = embedder.pair_scores(sk.tokens.expand(5, -1, -1), im.tokens)
+    assert np.allclose(pairwise, scores, atol=1e-5)
+
+
+def test_identity_follows_the_weights(embedder, tiny_checkpoint):
+    card = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
+    assert embedder.identity == card["weights_sha256"]
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
+    auto = pick_device(None)
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    if not torch.cuda.is_available():
+        assert auto.type in ("cpu", "mps")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu9")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        Embedder.from_checkpoint(tmp_path / "none.safetensors")
+
+
+def test_cli_embed_and_info(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "sk"
+    folder.mkdir()
+    _sketch().save(folder / "a.png")
+    _sketch().transpose(Image.Transpose.ROTATE_90).save(folder / "b.png")
+    out = tmp_path / "v.npy"
+    cmd = [sys.executable, "-m", "engine.cli", "embed", str(folder), "--as", "sketch", "--out", str(out),
+           "--checkpoint", str(tiny_checkpoint)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert np.load(out).shape == (2, 64)
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr and again.stderr.count("\n") == 1
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    Image.new("RGB", (50, 50), "white").save(blank / "e.png")
+    empty = subprocess.run(cmd[:4] + [str(blank)] + cmd[5:8] + [str(tmp_path / "e.npy")] + cmd[9:],
+                           capture_output=True, text=True)
+    assert empty.returncode == 2 and "sketch is empty" in empty.stderr and "Traceback" not in empty.stderr
+    info = subprocess.run([sys.executable, "-m", "engine.cli", "info", "--checkpoint", str(tiny_checkpoint)],
+                          capture_output=True, text=True)
+    assert info.returncode == 0 and json.loads(info.stdout)["model"] == "test-tiny"
