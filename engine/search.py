@@ -133,14 +133,147 @@ def search(embedder, sketch, sources: Sequence, extent: Extent | None = None,
     return run_search(embedder, sketch, sources, extent, options, progress, is_cancelled).matches
 
 
+def plan(embedder, sources: Sequence, extent: Extent | None, options: SearchOptions) -> tuple[list, list[str]]:
+    """Open the index entry of every (source, scale) and select the tiles the search covers.
+    Returns (layers, skipped scale descriptions)."""
+    from .index import IndexEntry, default_index_dir, entry_key
+    from .index.build import Layer
+    from .tiling import TilingError, area_in_pixels, make_grid, parse_crs
+
+    if not sources:
+        raise SearchError("no raster to search")
+    if not options.tile_sizes_m:
+        raise SearchError("no tile size given")
+    try:
+        if extent is not None:
+            parse_crs(extent.crs)
+        if options.output_crs:
+            parse_crs(options.output_crs)
+    except TilingError as exc:
+        raise SearchError(str(exc)) from None
+    root = None
+    if options.use_index:
+        root = Path(options.index_dir) if options.index_dir else default_index_dir()
+    layers, skipped = [], []
+    size, dim = embedder.cfg.img_size, embedder.cfg.width
+    for source in sources:
+        area = area_in_pixels(extent.geometry, extent.crs, source) if extent is not None else None
+        for tile_m in options.tile_sizes_m:
+            try:
+                grid = make_grid(source, tile_m, options.overlap)
+            except TilingError as exc:
+                raise SearchError(str(exc)) from None
+            if grid is None:
+                skipped.append(f"{source.name}: {tile_m:g} m tiles are too small for its resolution")
+                continue
+            tiles = grid.select(area)
+            if len(tiles) == 0:
+                continue
+            key = entry_key(source.identity, embedder.identity, tile_m, options.overlap, size, options.min_valid)
+            info = {"raster": source.name, "crs_wkt": source.crs_wkt, "grid": {
+                "rows": grid.rows, "cols": grid.cols, "tile_px": [grid.tile_c, grid.tile_r],
+                "stride_px": [grid.stride_c, grid.stride_r], "transform": list(grid.transform)[:6]}}
+            entry = IndexEntry.open(root, key, grid.count, dim, info)
+            layers.append(Layer(source, grid, entry, tiles))
+    if not layers:
+        if extent is not None:
+            raise SearchError("the extent lies outside every raster (check the bounding box and its CRS)")
+        raise SearchError("; ".join(skipped) or "no tiles to search")
+    return layers, skipped
+
+
+def _tiles_per_second(embedder) -> float:
+    """Throughput of this embedder on its device: a short timed run on blank tiles."""
+    size = embedder.cfg.img_size
+    n = max(2, min(embedder.batch_size, 8))
+    blank = np.full((n, size, size, 3), 128, np.uint8)
+    embedder.embed_images(blank[:1])  # warm-up
+    t0 = time.perf_counter()
+    embedder.embed_images(blank)
+    return n / max(time.perf_counter() - t0, 1e-6)
+
+
 def estimate(embedder, sources: Sequence, extent: Extent | None = None,
              options: SearchOptions | None = None) -> Estimate:
-    """Tile count and expected time of a search, without computing anything."""
-    raise NotImplementedError("engine.search.estimate is being built (issue 3)")
+    """Tile count and expected time of a search (a short timed embedding gives the speed)."""
+    options = options or SearchOptions()
+    layers, skipped = plan(embedder, sources, extent, options)
+    return _estimate(embedder, layers, skipped)
+
+
+def _estimate(embedder, layers, skipped) -> Estimate:
+    tiles = sum(len(l.tiles) for l in layers)
+    todo = sum(len(l.todo) for l in layers)
+    seconds = todo / _tiles_per_second(embedder) if todo else 0.0
+    return Estimate(tiles, tiles - todo, todo, seconds, skipped)
 
 
 def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None,
                options: SearchOptions | None = None, progress: ProgressFn | None = None,
                is_cancelled: CancelFn | None = None) -> SearchResult:
     """search() with counts of computed / cached / skipped tiles (for tests, logs and benchmarks)."""
-    raise NotImplementedError("engine.search.run_search is being built (issue 3)")
+    from .index.build import Cancelled, compute_layers, tokens_for
+    from .ranking import merge_hits, stage1_topk, stage2_scores
+    from .tiling import reproject
+
+    t0 = time.perf_counter()
+    options = options or SearchOptions()
+    if options.top_k < 1:
+        raise SearchError(f"top-k must be at least 1, got {options.top_k}")
+    sk = embedder.embed_sketches([sketch], with_tokens=options.stage2)  # fails early on an empty sketch
+    layers, _ = plan(embedder, sources, extent, options)
+    todo = sum(len(l.todo) for l in layers)
+    if todo > options.max_tiles:
+        est = _estimate(embedder, layers, [])
+        raise TooManyTiles(f"this search would compute {est.describe()}, more than the limit of "
+                           f"{options.max_tiles}: narrow the extent, use fewer or larger tile sizes, "
+                           f"or raise the limit (--max-tiles)")
+    try:
+        computed, skipped = compute_layers(layers, embedder, options.min_valid, options.stage2, progress, is_cancelled)
+    except Cancelled as exc:
+        raise SearchCancelled(str(exc)) from None
+    cached = sum(len(l.tiles) for l in layers) - computed - skipped
+
+    # Stage 1 over every layer, then the best candidates overall.
+    n_cand = max(options.candidates, 10 * options.top_k)
+    hits = []  # (score, layer index, tile)
+    for li, layer in enumerate(layers):
+        from .index.store import EMBEDDED
+        rows = layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED]
+        ids, scores = stage1_topk(sk.cls[0], layer.entry.cls, n_cand, rows)
+        hits += [(float(s), li, int(t)) for s, t in zip(scores, ids)]
+    hits.sort(key=lambda h: -h[0])
+    hits = hits[:n_cand]
+    if not hits:
+        return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)
+
+    if options.stage2:
+        if progress:
+            progress(todo, todo, f"re-ranking {len(hits)} candidates")
+        rescored = []
+        for li in sorted({h[1] for h in hits}):
+            tiles = np.array([h[2] for h in hits if h[1] == li], np.int64)
+            tokens = tokens_for(layers[li], tiles, embedder, options.min_valid)
+            scores = stage2_scores(embedder, sk.tokens[0], tokens)
+            rescored += [(float(s), li, int(t)) for s, t in zip(scores, tiles)]
+        hits = sorted(rescored, key=lambda h: -h[0])
+
+    # Polygons in the output CRS, then merging of overlapping hits across tiles, scales, rasters.
+    out_crs = options.output_crs or layers[0].source.crs_wkt
+    from .tiling import parse_crs
+    out_wkt = parse_crs(out_crs).to_wkt()
+    polys = np.empty(len(hits), dtype=object)
+    for li in sorted({h[1] for h in hits}):
+        idx = [i for i, h in enumerate(hits) if h[1] == li]
+        layer = layers[li]
+        geoms = layer.grid.polygons(np.array([hits[i][2] for i in idx], np.int64))
+        polys[idx] = reproject(geoms, layer.source.crs_wkt, out_wkt)
+    scores = np.array([h[0] for h in hits], np.float32)
+    groups = merge_hits(polys, scores, options.merge_iou, options.merge_containment, limit=options.top_k)
+    matches = []
+    for rank, group in enumerate(groups, start=1):
+        best = hits[group[0]]
+        layer = layers[best[1]]
+        matches.append(Match(polys[group[0]], out_wkt, rank, best[0], layer.source.name,
+                             layer.grid.tile_m, len(group)))
+    return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)

@@ -1,0 +1,159 @@
+"""RasterSource over any file (or VRT/COG/URL) that rasterio's GDAL reads.
+
+Pixels become comparable RGB: 8-bit data is used as is (the model saw 8-bit imagery); 16-bit and
+float data are stretched with per-band 2-98 % percentiles computed once from a decimated read of
+the whole raster, never per tile. Validity comes from GDAL's masks (nodata, alpha, mask bands)
+plus NaNs. Reads pass out_shape so GDAL picks overviews when a tile is read coarser than full size.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window as RioWindow
+
+from .source import Window
+
+STATS_SIZE = 1024          # long side of the decimated read used for the stretch statistics
+PERCENTILES = (2.0, 98.0)
+
+
+class RasterError(ValueError):
+    """A raster that cannot be opened or used; one-line message for the user."""
+
+
+def default_bands(ds) -> tuple[int, int, int]:
+    """The colour-interpretation RGB bands if labelled, else the first three, else grey (1, 1, 1)."""
+    ci = list(ds.colorinterp)
+    if all(c in ci for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+        return tuple(ci.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
+    colour = [i + 1 for i, c in enumerate(ci) if c != ColorInterp.alpha]
+    if len(colour) >= 3:
+        return tuple(colour[:3])
+    return (colour[0],) * 3 if colour else (1, 1, 1)
+
+
+class RasterioSource:
+    """A raster file as a RasterSource. `bands`: 1-based band numbers for R, G, B (or one for grey)."""
+
+    def __init__(self, path: str | os.PathLike, bands: tuple[int, ...] | None = None, name: str | None = None):
+        self.path = str(path)
+        is_url = "://" in self.path or self.path.startswith("/vsi")
+        if not is_url and not Path(self.path).is_file():
+            raise RasterError(f"raster not found: {self.path}")
+        try:
+            ds = rasterio.open(self.path)
+        except RasterioIOError as exc:
+            raise RasterError(f"cannot read raster {self.path}: {str(exc).splitlines()[0]}") from None
+        self._ds, self._lock = ds, threading.Lock()
+        if ds.crs is None:
+            ds.close()
+            raise RasterError(f"raster has no coordinate reference system: {self.path}")
+        if ds.transform == Affine.identity() and not ds.gcps[0]:
+            ds.close()
+            raise RasterError(f"raster is not georeferenced (identity transform): {self.path}")
+        if bands is None:
+            bands = default_bands(ds)
+        bands = tuple(int(b) for b in bands)
+        if len(bands) == 1:
+            bands = bands * 3
+        if len(bands) != 3 or any(not 1 <= b <= ds.count for b in bands):
+            ds.close()
+            raise RasterError(f"band mapping {bands} does not fit {self.path} ({ds.count} bands): give 1 or 3 band numbers from 1 to {ds.count}")
+        self.bands = bands
+        self.name = name or Path(self.path).name
+        self.crs_wkt = ds.crs.to_wkt()
+        self.transform = ds.transform
+        self.width, self.height = ds.width, ds.height
+        self.dtypes = tuple(ds.dtypes[b - 1] for b in bands)
+        resolved = self.path if is_url else str(Path(self.path).resolve())
+        stat = None if is_url else os.stat(resolved)
+        mtime = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "url"
+        self.identity = f"{resolved}|{self.width}x{self.height}|{mtime}|bands={','.join(map(str, bands))}|stretch=p2-98"
+        self._lut = self._stretch_params()
+
+    # -- statistics ---------------------------------------------------------------------------------
+    def _stretch_params(self) -> list[tuple[float, float]] | None:
+        """(low, high) per output band, from a decimated read of the whole raster; None for 8-bit."""
+        if all(d == "uint8" for d in self.dtypes):
+            return None
+        scale = max(1.0, max(self.width, self.height) / STATS_SIZE)
+        shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
+        params = []
+        for b in self.bands:
+            data = self._ds.read(b, out_shape=shape, resampling=Resampling.nearest, masked=True).astype(np.float64)
+            values = data.compressed()
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                params.append((0.0, 1.0))
+                continue
+            lo, hi = np.percentile(values, PERCENTILES)
+            if hi <= lo:  # a flat band: keep it mid-grey rather than divide by zero
+                lo, hi = lo - 0.5, hi + 0.5
+            params.append((float(lo), float(hi)))
+        return params
+
+    def _to_uint8(self, data: np.ndarray) -> np.ndarray:
+        if self._lut is None:
+            return data.astype(np.uint8, copy=False)
+        out = np.empty(data.shape, np.uint8)
+        for i, (lo, hi) in enumerate(self._lut):
+            band = (data[i].astype(np.float32) - lo) * (255.0 / (hi - lo))
+            out[i] = np.clip(np.nan_to_num(band, nan=0.0), 0, 255).astype(np.uint8)
+        return out
+
+    # -- reading ------------------------------------------------------------------------------------
+    def read_rgb(self, window: Window, out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = out_size
+        rgb = np.zeros((rows, cols, 3), np.uint8)
+        valid = np.zeros((rows, cols), bool)
+        # Clip the window to the raster; the part outside stays black and invalid.
+        c0, r0 = max(window.col_off, 0.0), max(window.row_off, 0.0)
+        c1 = min(window.col_off + window.width, self.width)
+        r1 = min(window.row_off + window.height, self.height)
+        if c1 <= c0 or r1 <= r0:
+            return rgb, valid
+        sx, sy = cols / window.width, rows / window.height  # output pixels per source pixel
+        oc0, or0 = round((c0 - window.col_off) * sx), round((r0 - window.row_off) * sy)
+        oc1, or1 = round((c1 - window.col_off) * sx), round((r1 - window.row_off) * sy)
+        if oc1 <= oc0 or or1 <= or0:
+            return rgb, valid
+        shape = (or1 - or0, oc1 - oc0)
+        # Averaging when shrinking uses overviews and avoids aliasing; bilinear when enlarging.
+        resampling = Resampling.average if sx < 0.75 else Resampling.bilinear
+        rio_window = RioWindow(c0, r0, c1 - c0, r1 - r0)
+        unique = list(dict.fromkeys(self.bands))
+        with self._lock:
+            data = self._ds.read(unique, window=rio_window, out_shape=(len(unique),) + shape, resampling=resampling)
+            masks = self._ds.read_masks(unique, window=rio_window, out_shape=(len(unique),) + shape,
+                                        resampling=Resampling.nearest)
+        ok = (masks > 0).all(axis=0)
+        if np.issubdtype(data.dtype, np.floating):
+            ok &= np.isfinite(data).all(axis=0)
+        data = data[[unique.index(b) for b in self.bands]]
+        part = self._to_uint8(data)
+        part[:, ~ok] = 0
+        rgb[or0:or1, oc0:oc1] = part.transpose(1, 2, 0)
+        valid[or0:or1, oc0:oc1] = ok
+        return rgb, valid
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __getstate__(self):  # reopen in another process instead of pickling a GDAL handle
+        state = self.__dict__.copy()
+        state.pop("_ds"), state.pop("_lock")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._ds, self._lock = rasterio.open(self.path), threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RasterioSource({self.path!r}, bands={self.bands})"
