@@ -50,7 +50,7 @@ def pixel_size_m(crs_wkt: str, transform: Affine, width: int, height: int) -> tu
     col_step = math.hypot(transform.a, transform.d)
     row_step = math.hypot(transform.b, transform.e)
     if crs.is_geographic:
-        _, lat = transform * (width / 2, height / 2)
+        lat = transform.d * width / 2 + transform.e * height / 2 + transform.f
         coslat = max(math.cos(math.radians(lat)), 1e-6)
         # For a north-up geographic raster columns run east, rows run south; a rotation mixes both.
         ang_c = math.atan2(transform.d, transform.a)
