@@ -147,7 +147,7 @@ def area_in_pixels(geometry, geometry_crs: str, source) -> "shapely.Geometry":
     geom = geometry
     if src_crs != ext_crs:
         geom = shapely.geometry.shape(transform_geom(ext_crs, src_crs, shapely.geometry.mapping(
-            shapely.segmentize(geometry, max_segment_length=_segment(geometry))), antimeridian_cutting=False))
+            shapely.segmentize(geometry, max_segment_length=_segment(geometry)))))
     inv = ~source.transform
     return shapely.transform(geom, lambda xy: np.stack([
         inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c, inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f], -1))
