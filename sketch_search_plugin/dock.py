@@ -1,0 +1,425 @@
+"""The Sketch Search dock: sketch canvas and its tools, what to search, options, search/cancel,
+progress, and the ranked list of matches."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsGeometry, QgsMapLayerProxyModel,
+                       QgsMessageLog, QgsProject, QgsVectorLayer)
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import QSize, Qt, QTimer
+from qgis.PyQt.QtGui import QIcon, QPixmap
+from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                                 QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
+                                 QProgressBar, QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+
+from . import inputs
+from .theme import icon
+from .search_task import LOG_TAG, SearchRequest, SearchTask, get_embedder, plain_message
+from .sketch_canvas import SketchCanvas, rgb_to_qimage
+
+# Ask before a search that computes more tiles than this (about a minute on a laptop CPU).
+CONFIRM_TILES = 3000
+EXTENT_CANVAS, EXTENT_LAYER, EXTENT_SELECTION = "Map canvas", "Extent of a layer", "Selected polygons"
+
+
+class SketchSearchDock(QgsDockWidget):
+    def __init__(self, iface, parent: QWidget | None = None):
+        super().__init__("Sketch Search", parent)
+        self.setObjectName("SketchSearchDock")
+        self.iface = iface
+        self.task: SearchTask | None = None
+        self.last_layer_id: str | None = None
+        self.sketch_label = "sketch"
+        # Asked before large searches; tests replace it with a function returning True/False.
+        self.confirm: Callable[[str], bool] = self._ask
+        self._devices_filled = False
+        self._build()
+        QgsProject.instance().layersAdded.connect(self._refresh_layers)
+        QgsProject.instance().layersRemoved.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # ---- construction ---------------------------------------------------------------------------
+    def _tool(self, name: str, tip: str, slot, checkable: bool = False) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(icon(name))
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.setCheckable(checkable)
+        button.clicked.connect(slot)
+        return button
+
+    def _build(self) -> None:
+        body = QWidget()
+        layout = QVBoxLayout(body)
+
+        tools = QHBoxLayout()
+        self.pen_button = self._tool("pen", "Pen: draw strokes", lambda: self._set_eraser(False), True)
+        self.eraser_button = self._tool("eraser", "Eraser: rub strokes out", lambda: self._set_eraser(True), True)
+        group = QButtonGroup(self)
+        group.setExclusive(True)
+        group.addButton(self.pen_button)
+        group.addButton(self.eraser_button)
+        self.pen_button.setChecked(True)
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(1, 40)
+        self.width_spin.setToolTip("Pen width")
+        self.width_spin.setSuffix(" px")
+        self.undo_button = self._tool("undo", "Undo", lambda: self.canvas.undo())
+        self.redo_button = self._tool("redo", "Redo", lambda: self.canvas.redo())
+        self.clear_button = self._tool("clear", "Clear the sketch", lambda: self.canvas.clear())
+        self.load_button = self._tool("open", "Load a sketch from an image file", self._load_sketch)
+        self.save_button = self._tool("save", "Save the sketch as an image", self._save_sketch)
+        for w in (self.pen_button, self.eraser_button, self.width_spin, self.undo_button, self.redo_button,
+                  self.clear_button, self.load_button, self.save_button):
+            tools.addWidget(w)
+        tools.addStretch(1)
+        layout.addLayout(tools)
+
+        self.canvas = SketchCanvas()
+        self.width_spin.setValue(int(self.canvas.pen_width))
+        self.width_spin.valueChanged.connect(lambda v: setattr(self.canvas, "pen_width", float(v)))
+        self.canvas.changed.connect(self._update_buttons)
+        layout.addWidget(self.canvas, 3)
+
+        where = QgsCollapsibleGroupBox("Where to search")
+        form = QFormLayout(where)
+        self.layers_mode = QComboBox()
+        self.layers_mode.addItems(["Visible raster layers", "Chosen raster layers"])
+        self.layers_mode.currentIndexChanged.connect(self._update_buttons)
+        form.addRow("Layers", self.layers_mode)
+        self.layer_list = QListWidget()
+        self.layer_list.setMaximumHeight(90)
+        form.addRow(self.layer_list)
+        self.extent_mode = QComboBox()
+        self.extent_mode.addItems([EXTENT_CANVAS, EXTENT_LAYER, EXTENT_SELECTION])
+        self.extent_mode.currentIndexChanged.connect(self._update_buttons)
+        form.addRow("Extent", self.extent_mode)
+        self.extent_layer = QgsMapLayerComboBox()
+        self.extent_layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PolygonLayer)
+        form.addRow("Layer", self.extent_layer)
+        layout.addWidget(where)
+
+        options = QgsCollapsibleGroupBox("Options")
+        options.setCollapsed(True)
+        oform = QFormLayout(options)
+        self.tile_sizes = QLineEdit("60, 120, 240")
+        self.tile_sizes.setToolTip("Tile edge in metres on the ground, one per scale: about twice the object's size")
+        oform.addRow("Tile sizes (m)", self.tile_sizes)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 500)
+        self.top_k.setValue(20)
+        oform.addRow("Results", self.top_k)
+        self.stage2 = QCheckBox("Re-rank the best with cross-attention")
+        self.stage2.setChecked(True)
+        oform.addRow(self.stage2)
+        self.resolution = QDoubleSpinBox()
+        self.resolution.setRange(0.0, 1e6)
+        self.resolution.setDecimals(2)
+        self.resolution.setSpecialValueText("native / automatic")
+        self.resolution.setToolTip("Pixel size in map units for web layers (WMS, XYZ); 0 = automatic")
+        oform.addRow("Web layer resolution", self.resolution)
+        self.device = QComboBox()
+        self.device.addItem("auto")
+        self.device.currentIndexChanged.connect(self._show_device)
+        oform.addRow("Device", self.device)
+        self.device_label = QLabel("(checked when the first search starts)")
+        self.device_label.setWordWrap(True)
+        oform.addRow("", self.device_label)
+        self.checkpoint = QgsFileWidget()
+        self.checkpoint.setFilter("Model checkpoints (*.safetensors *.pth *.pt)")
+        self.checkpoint.lineEdit().setPlaceholderText("the shipped default model")
+        oform.addRow("Model", self.checkpoint)
+        layout.addWidget(options)
+
+        run = QHBoxLayout()
+        self.search_button = QPushButton(icon("search"), "Search")
+        self.search_button.clicked.connect(self.start_search)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_search)
+        run.addWidget(self.search_button, 2)
+        run.addWidget(self.cancel_button, 1)
+        layout.addLayout(run)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m tiles")
+        self.progress.setValue(0)
+        layout.addWidget(self.progress)
+        self.status = QLabel("Draw the object you are looking for, then press Search.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self.results = QListWidget()
+        self.results.setIconSize(QSize(64, 64))
+        self.results.itemClicked.connect(self._zoom_to_item)
+        layout.addWidget(self.results, 2)
+        self.export_button = QPushButton(icon("export"), "Export matches…")
+        self.export_button.clicked.connect(self._export)
+        layout.addWidget(self.export_button)
+
+        self.setWidget(body)
+        self._update_buttons()
+
+    # ---- small state updates --------------------------------------------------------------------
+    def _set_eraser(self, on: bool) -> None:
+        self.canvas.eraser = on
+
+    def _update_buttons(self, *_) -> None:
+        running = self.task is not None
+        self.undo_button.setEnabled(self.canvas.can_undo())
+        self.redo_button.setEnabled(self.canvas.can_redo())
+        self.layer_list.setEnabled(self.layers_mode.currentIndex() == 1)
+        self.extent_layer.setEnabled(self.extent_mode.currentText() == EXTENT_LAYER)
+        self.search_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.export_button.setEnabled(self._result_layer() is not None)
+
+    def _refresh_layers(self, *_) -> None:
+        checked = {self.layer_list.item(i).data(Qt.UserRole) for i in range(self.layer_list.count())
+                   if self.layer_list.item(i).checkState() == Qt.Checked}
+        self.layer_list.clear()
+        for layer in inputs.raster_layers():
+            item = QListWidgetItem(layer.name())
+            item.setData(Qt.UserRole, layer.id())
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if layer.id() in checked else Qt.Unchecked)
+            self.layer_list.addItem(item)
+        self._update_buttons()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._devices_filled:
+            QTimer.singleShot(0, self._fill_devices)  # torch import: after the dock has appeared
+
+    def _fill_devices(self) -> None:
+        self._devices_filled = True
+        try:
+            import torch
+        except Exception:
+            return
+        if torch.cuda.is_available():
+            self.device.addItems([f"cuda:{i}" for i in range(torch.cuda.device_count())])
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            self.device.addItem("mps")
+        self.device.addItem("cpu")
+        self._show_device()
+
+    def _show_device(self, *_) -> None:
+        try:
+            from engine.device import describe_device, pick_device
+            name = self.device.currentText()
+            self.device_label.setText(describe_device(pick_device(None if name == "auto" else name)))
+        except Exception as exc:
+            self.device_label.setText(str(exc))
+
+    # ---- sketch files -----------------------------------------------------------------------------
+    def _load_sketch(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Load a sketch", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)")
+        if name:
+            try:
+                self.canvas.load_image(name)
+                self.sketch_label = Path(name).stem
+            except Exception as exc:
+                self._message(f"Cannot load the sketch: {exc}", Qgis.Warning)
+
+    def _save_sketch(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Save the sketch", f"{self.sketch_label}.png", "PNG image (*.png)")
+        if name:
+            try:
+                self.canvas.save_image(name if name.lower().endswith(".png") else name + ".png")
+            except Exception as exc:
+                self._message(str(exc), Qgis.Warning)
+
+    # ---- search --------------------------------------------------------------------------------------
+    def chosen_layers(self) -> list:
+        if self.layers_mode.currentIndex() == 0:
+            return inputs.visible_raster_layers()
+        ids = [self.layer_list.item(i).data(Qt.UserRole) for i in range(self.layer_list.count())
+               if self.layer_list.item(i).checkState() == Qt.Checked]
+        return [QgsProject.instance().mapLayer(i) for i in ids if QgsProject.instance().mapLayer(i)]
+
+    def chosen_extent(self):
+        mode = self.extent_mode.currentText()
+        if mode == EXTENT_CANVAS:
+            return inputs.canvas_extent(self.iface.mapCanvas())
+        if mode == EXTENT_LAYER:
+            layer = self.extent_layer.currentLayer()
+            if layer is None:
+                raise inputs.InputError("Choose the layer whose extent to search.")
+            return inputs.layer_extent(layer)
+        return inputs.selection_extent(self.iface.activeLayer())
+
+    def options(self):
+        from engine.search import SearchOptions
+
+        try:
+            sizes = tuple(float(s) for s in self.tile_sizes.text().replace(";", ",").split(",") if s.strip())
+        except ValueError:
+            raise inputs.InputError("Tile sizes must be numbers in metres separated by commas, e.g. 60, 120.") from None
+        if not sizes or min(sizes) <= 0:
+            raise inputs.InputError("Give at least one positive tile size in metres.")
+        crs = self.iface.mapCanvas().mapSettings().destinationCrs()
+        return SearchOptions(top_k=self.top_k.value(), tile_sizes_m=sizes, stage2=self.stage2.isChecked(),
+                             output_crs=crs.toWkt() if crs.isValid() else None)
+
+    def build_request(self) -> SearchRequest:
+        if self.canvas.is_empty():
+            raise inputs.InputError("The sketch is empty: draw the object you are looking for first.")
+        extent = self.chosen_extent()
+        sources = inputs.build_sources(self.chosen_layers(), extent, self.resolution.value() or None)
+        return SearchRequest(sketch=self.canvas.to_rgb_array(), sketch_label=self.sketch_label, sources=sources,
+                             extent=inputs.engine_extent(*extent), options=self.options(),
+                             checkpoint=self.checkpoint.filePath() or None, device=self.device.currentText())
+
+    def _check_size(self, request: SearchRequest) -> SearchRequest | None:
+        """Estimates the search; asks before a large one. None = the user declined."""
+        from engine.search import estimate
+
+        embedder = get_embedder(request.checkpoint, request.device)
+        self.device_label.setText(embedder.device_description)
+        try:
+            est = estimate(embedder, request.sources, request.extent, request.options)
+        except NotImplementedError:
+            return request  # engine without estimates: its own max_tiles guard still applies
+        if est.to_compute <= CONFIRM_TILES and est.to_compute <= request.options.max_tiles:
+            return request
+        if not self.confirm(f"This search covers {est.describe()}.\nStart it?"):
+            return None
+        if est.to_compute > request.options.max_tiles:
+            request.options = replace(request.options, max_tiles=est.to_compute)
+        return request
+
+    def _ask(self, text: str) -> bool:
+        return QMessageBox.question(self, "Large search", text, QMessageBox.Yes | QMessageBox.No,
+                                    QMessageBox.No) == QMessageBox.Yes
+
+    def start_search(self) -> SearchTask | None:
+        if self.task is not None:
+            return None
+        try:
+            QgsApplication.setOverrideCursor(Qt.WaitCursor)
+            try:
+                request = self._check_size(self.build_request())
+            finally:
+                QgsApplication.restoreOverrideCursor()
+        except inputs.InputError as exc:
+            self._message(str(exc), Qgis.Warning)
+            return None
+        except Exception as exc:
+            self._message(plain_message(exc), Qgis.Critical)
+            import traceback
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            return None
+        if request is None:
+            return None
+        self.task = SearchTask(request, on_done=self._on_done)
+        self.task.tilesProgress.connect(self._on_progress)
+        self.progress.setRange(0, 0)  # busy until the engine reports a tile count
+        self.status.setText("Loading the model and reading the imagery…")
+        self._update_buttons()
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def cancel_search(self) -> None:
+        if self.task is not None:
+            self.status.setText("Cancelling…")
+            self.task.cancel()
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        if message:
+            self.status.setText(message)
+
+    def _on_done(self, task: SearchTask) -> None:
+        self.task = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        if task.error:
+            self.status.setText(task.error)
+            self._message(task.error, Qgis.Critical)
+        elif task.was_cancelled or task.outcome.layer is None:
+            self.status.setText("Search cancelled; nothing was added to the map.")
+            self._message("Search cancelled; nothing was added to the map.", Qgis.Info)
+        else:
+            self.last_layer_id = task.outcome.layer.id()
+            self._show_results(task)
+            text = (f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s "
+                    f"({task.outcome.device}).")
+            self.status.setText(text)
+            self._message(text, Qgis.Success)
+        self._update_buttons()
+
+    # ---- results -----------------------------------------------------------------------------------
+    def _show_results(self, task: SearchTask) -> None:
+        self.results.clear()
+        layer = task.outcome.layer
+        for match, thumb in zip(task.outcome.matches, task.outcome.thumbnails + [None] * len(task.outcome.matches)):
+            item = QListWidgetItem(f"#{match.rank}   score {match.score:.3f}\n{match.source} · {match.scale:g} m tiles")
+            if thumb is not None:
+                item.setIcon(QIcon(QPixmap.fromImage(rgb_to_qimage(thumb))))
+            item.setData(Qt.UserRole, (layer.id(), match.rank))
+            self.results.addItem(item)
+
+    def _result_layer(self) -> QgsVectorLayer | None:
+        layer = QgsProject.instance().mapLayer(self.last_layer_id) if self.last_layer_id else None
+        return layer if isinstance(layer, QgsVectorLayer) else None
+
+    def zoom_to_match(self, layer_id: str, rank: int) -> bool:
+        layer = QgsProject.instance().mapLayer(layer_id)
+        if layer is None:
+            self._message("That result layer has been removed.", Qgis.Warning)
+            return False
+        feature = next(iter(layer.getFeatures(f'"rank" = {int(rank)}')), None)
+        if feature is None:
+            return False
+        canvas = self.iface.mapCanvas()
+        geometry = QgsGeometry(feature.geometry())
+        dest = canvas.mapSettings().destinationCrs()
+        if layer.crs() != dest:
+            geometry.transform(QgsCoordinateTransform(layer.crs(), dest, QgsProject.instance()))
+        box = geometry.boundingBox()
+        box.scale(4.0)  # the match with its surroundings
+        canvas.setExtent(box)
+        canvas.refresh()
+        canvas.flashGeometries([geometry], dest)
+        return True
+
+    def _zoom_to_item(self, item: QListWidgetItem) -> None:
+        layer_id, rank = item.data(Qt.UserRole)
+        self.zoom_to_match(layer_id, rank)
+
+    def _export(self) -> None:
+        from .export import export_with_dialog
+
+        layer = self._result_layer()
+        if layer is None:
+            return
+        try:
+            path = export_with_dialog(layer, self)
+        except Exception as exc:
+            self._message(str(exc), Qgis.Critical)
+            return
+        if path:
+            self._message(f"Matches written to {path}", Qgis.Success)
+
+    def _message(self, text: str, level) -> None:
+        self.iface.messageBar().pushMessage("Sketch Search", text, level=level, duration=8)
+
+    def closeEvent(self, event) -> None:
+        self.cancel_search()
+        super().closeEvent(event)
+
+    def cleanup(self) -> None:
+        """Disconnects from the project and stops a running search (plugin unload)."""
+        for signal in (QgsProject.instance().layersAdded, QgsProject.instance().layersRemoved):
+            try:
+                signal.disconnect(self._refresh_layers)
+            except TypeError:
+                pass
+        if self.task is not None:
+            self.task.on_done = None
+            self.task.cancel()
+            self.task = None

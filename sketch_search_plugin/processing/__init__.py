@@ -1,0 +1,1 @@
+"""The Processing provider: Sketch search as an algorithm (toolbox, batch mode, model designer)."""

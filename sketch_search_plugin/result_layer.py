@@ -1,0 +1,63 @@
+"""The result layer: ranked match polygons in a memory layer, styled with the shipped .qml."""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Sequence
+
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsField, QgsFields, QgsGeometry,
+                       QgsVectorLayer)
+from qgis.PyQt.QtCore import QVariant
+
+STYLE = Path(__file__).resolve().parent / "styles" / "sketch_matches.qml"
+FIELDS = (("rank", QVariant.Int), ("score", QVariant.Double), ("source", QVariant.String),
+          ("scale", QVariant.Double))
+
+
+def layer_name(sketch_label: str | None, when: _dt.datetime | None = None) -> str:
+    when = when or _dt.datetime.now()
+    name = f"Sketch matches {when:%H:%M:%S}"
+    return f"{name} {sketch_label}" if sketch_label else name
+
+
+def result_fields() -> QgsFields:
+    fields = QgsFields()
+    for name, kind in FIELDS:
+        fields.append(QgsField(name, kind))
+    return fields
+
+
+def build_result_layer(matches: Sequence, crs_wkt: str | None, name: str) -> QgsVectorLayer:
+    """A new memory layer holding the matches (rank, score, source, scale), in the matches' CRS.
+
+    Must run on the main thread: the layer is parented to nothing and added to the project there.
+    """
+    crs = QgsCoordinateReferenceSystem.fromWkt(crs_wkt) if crs_wkt else QgsCoordinateReferenceSystem()
+    layer = QgsVectorLayer("Polygon", name, "memory")
+    layer.setCrs(crs)
+    provider = layer.dataProvider()
+    provider.addAttributes(list(result_fields()))
+    layer.updateFields()
+    features = []
+    for match in matches:
+        feature = QgsFeature(layer.fields())
+        geometry = QgsGeometry.fromWkt(match.geometry.wkt)
+        if geometry.isNull():
+            raise ValueError(f"match {match.rank} has a geometry QGIS cannot read: {match.geometry.wkt[:80]}")
+        feature.setGeometry(geometry)
+        feature.setAttributes([int(match.rank), float(match.score), str(match.source), float(match.scale)])
+        features.append(feature)
+    ok, _ = provider.addFeatures(features)
+    if not ok:
+        raise RuntimeError(f"could not store {len(features)} matches in the result layer")
+    layer.updateExtents()
+    apply_style(layer)
+    return layer
+
+
+def apply_style(layer: QgsVectorLayer) -> None:
+    """Graduated colours by rank (best = darkest red) with rank labels, from the shipped style."""
+    message, ok = layer.loadNamedStyle(str(STYLE))
+    if not ok:
+        raise RuntimeError(f"the result style {STYLE.name} could not be applied: {message}")
+    layer.triggerRepaint()

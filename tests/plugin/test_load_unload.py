@@ -1,0 +1,51 @@
+"""The plugin loads into QGIS (toolbar, menu, dock, Processing provider) and unloads without a trace."""
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QCoreApplication
+
+import sketch_search_plugin
+from sketch_search_plugin.plugin import MENU
+
+pytestmark = pytest.mark.qgis
+
+
+def test_load_show_dock_and_unload(iface):
+    registry = QgsApplication.processingRegistry()
+    plugin = sketch_search_plugin.classFactory(iface)
+    plugin.initGui()
+    assert [a.text() for a in iface.toolbar.actions()] == ["Sketch Search"]
+    assert [a.text() for a in iface.plugin_menus[MENU].actions()] == ["Sketch Search"]
+    assert registry.providerById("sketchsearch") is not None
+    assert registry.algorithmById("sketchsearch:sketchsearch") is not None
+
+    plugin.action.trigger()  # toolbar button: opens the dock
+    assert len(iface.docks) == 1 and iface.docks[0].isVisibleTo(iface.window)
+    plugin.action.trigger()  # and closes it again
+    assert not iface.docks[0].isVisibleTo(iface.window)
+
+    plugin.unload()
+    QCoreApplication.processEvents()
+    assert iface.toolbar.actions() == []
+    assert MENU not in iface.plugin_menus
+    assert iface.docks == []
+    assert registry.providerById("sketchsearch") is None
+
+    # A second load after unloading works as the first (QGIS's plugin reloader does this).
+    again = sketch_search_plugin.classFactory(iface)
+    again.initGui()
+    assert registry.providerById("sketchsearch") is not None
+    again.unload()
+    assert registry.providerById("sketchsearch") is None
+
+
+def test_dependency_check_passes_in_this_qgis(iface):
+    from sketch_search_plugin import deps
+
+    assert deps.check() == []  # this environment has every dependency, numpy < 2 included
+    plugin = sketch_search_plugin.classFactory(iface)
+    plugin.initGui()
+    assert plugin.check_dependencies() == []
+    assert iface.messages == []  # nothing to complain about
+    plugin.unload()
