@@ -77,7 +77,7 @@ def match_window(match, source, transform_context):
         geom.transform(QgsCoordinateTransform(out_crs, src_crs, transform_context))
     box = geom.boundingBox()
     inverse = ~source.transform
-    corners = [inverse * (x, y) for x in (box.xMinimum(), box.xMaximum()) for y in (box.yMinimum(), box.yMaximum())]
+    corners = [inverse @ (x, y) for x in (box.xMinimum(), box.xMaximum()) for y in (box.yMinimum(), box.yMaximum())]
     cols, rows = [c for c, _ in corners], [r for _, r in corners]
     side = max(max(cols) - min(cols), max(rows) - min(rows)) * 1.1  # square, a little context around
     if not side > 0:

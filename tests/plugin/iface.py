@@ -8,7 +8,8 @@ that unloading removes all of it.
 from __future__ import annotations
 
 from qgis.core import QgsProject
-from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsMapCanvas, QgsMessageBar
+from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsMapCanvas, QgsMessageBar, QgsMessageBarItem
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtWidgets import QMainWindow, QMenu, QToolBar, QVBoxLayout, QWidget
 
@@ -35,7 +36,8 @@ class MinimalIface:
         self.messages: list[tuple[str, str, int]] = []  # (title, text, level) of pushMessage calls
         self.bar.widgetAdded.connect(self._record)
 
-    def _record(self, item) -> None:
+    def _record(self, widget) -> None:
+        item = sip.cast(widget, QgsMessageBarItem)  # the signal carries it typed as a QWidget
         self.messages.append((item.title(), item.text(), int(item.level())))
 
     # ---- the QgisInterface methods the plugin uses ----------------------------------------------

@@ -1,0 +1,134 @@
+"""Strokes drawn on the dock's canvas + a real GeoTIFF -> a ranked, styled result layer; cancel and
+refusal leave nothing behind; clicking a result zooms to it."""
+from __future__ import annotations
+
+import pytest
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGraduatedSymbolRenderer,
+                       QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+
+from sketch_search_plugin.dock import SketchSearchDock
+
+from .conftest import plane_strokes, wait_for, write_geotiff
+
+pytestmark = pytest.mark.qgis
+
+
+def make_dock(iface, raster_path, checkpoint, canvas_crs="EPSG:3857"):
+    layer = QgsRasterLayer(str(raster_path), "scene")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    crs = QgsCoordinateReferenceSystem(canvas_crs)
+    iface.canvas.setDestinationCrs(crs)
+    extent = QgsCoordinateTransform(layer.crs(), crs, QgsProject.instance()).transformBoundingBox(layer.extent())
+    iface.canvas.setExtent(extent)
+    dock = SketchSearchDock(iface, iface.window)
+    dock.checkpoint.setFilePath(str(checkpoint))
+    dock.device.setCurrentText("auto")
+    for stroke in plane_strokes():
+        dock.canvas.add_stroke(stroke, width=8)
+    dock.sketch_label = "plane"
+    return dock, layer
+
+
+def run_to_end(dock, timeout=120):
+    task = dock.start_search()
+    assert task is not None, dock.status.text()
+    assert wait_for(lambda: dock.task is None, timeout), "the search did not finish in time"
+    return task
+
+
+def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint):
+    dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
+    dock.tile_sizes.setText("64, 96")
+    dock.top_k.setValue(5)
+    before = set(QgsProject.instance().mapLayers())
+    task = run_to_end(dock)
+    assert task.error is None, task.error
+    new = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
+    assert len(new) == 1 and isinstance(new[0], QgsVectorLayer)
+    result = new[0]
+    assert result.name().startswith("Sketch matches ") and result.name().endswith(" plane")
+    assert [f.name() for f in result.fields()] == ["rank", "score", "source", "scale"]
+    assert result.crs().authid() == "EPSG:3857"  # the canvas CRS, not the raster's EPSG:32633
+    feats = sorted(result.getFeatures(), key=lambda f: f["rank"])
+    assert 1 <= len(feats) <= 5
+    assert [f["rank"] for f in feats] == list(range(1, len(feats) + 1))
+    scores = [f["score"] for f in feats]
+    assert scores == sorted(scores, reverse=True)
+    assert {f["source"] for f in feats} == {"scene"}
+    assert {f["scale"] for f in feats} <= {64.0, 96.0}
+    # Every match lies on the raster (compared in the raster's own CRS).
+    back = QgsCoordinateTransform(result.crs(), raster.crs(), QgsProject.instance())
+    grown = QgsRectangle(raster.extent())
+    grown.grow(1.0)
+    for f in feats:
+        box = back.transformBoundingBox(f.geometry().boundingBox())
+        assert grown.contains(box), (box.toString(), raster.extent().toString())
+    # Styled from the shipped .qml: graduated by rank, labelled with the rank.
+    assert isinstance(result.renderer(), QgsGraduatedSymbolRenderer)
+    assert result.renderer().classAttribute() == "rank"
+    assert result.labelsEnabled() and result.labeling().settings().fieldName == "rank"
+    # The dock lists the matches with thumbnails, best first; clicking zooms to the match.
+    assert dock.results.count() == len(feats)
+    assert dock.results.item(0).text().startswith("#1 ")
+    assert not dock.results.item(0).icon().isNull()
+    assert dock.zoom_to_match(result.id(), len(feats))
+    last = feats[-1].geometry().boundingBox()
+    assert iface.canvas.extent().contains(last) and iface.canvas.extent().width() < 8 * last.width()  # zoomed in, with context
+    assert any("matches in" in text for _, text, _ in iface.messages)
+    dock.cleanup()
+
+
+def test_cancel_leaves_nothing_behind(iface, tmp_path, tiny_checkpoint):
+    big = write_geotiff(tmp_path / "big.tif", size=1024)
+    dock, _ = make_dock(iface, big, tiny_checkpoint)
+    dock.tile_sizes.setText("24")  # a few thousand tiles: long enough to cancel in the middle
+    dock.confirm = lambda text: True
+    progress = []
+
+    def on_progress(done, total, message):
+        progress.append((done, total))
+        if len(progress) == 1:
+            dock.cancel_search()
+
+    before = set(QgsProject.instance().mapLayers())
+    task = dock.start_search()
+    assert task is not None, dock.status.text()
+    task.tilesProgress.connect(on_progress)
+    assert wait_for(lambda: dock.task is None, 120)
+    assert progress, "the search never reported progress"
+    assert progress[0][0] < progress[0][1]  # it was cancelled part-way, not after finishing
+    assert task.was_cancelled and task.error is None and task.outcome.layer is None
+    assert set(QgsProject.instance().mapLayers()) == before
+    assert dock.results.count() == 0
+    assert "cancelled" in dock.status.text()
+    assert dock.search_button.isEnabled() and not dock.cancel_button.isEnabled()
+    dock.cleanup()
+
+
+def test_large_search_asks_first_and_declining_starts_nothing(iface, tmp_path, tiny_checkpoint):
+    big = write_geotiff(tmp_path / "big.tif", size=1024)
+    dock, _ = make_dock(iface, big, tiny_checkpoint)
+    dock.tile_sizes.setText("24")
+    questions = []
+    dock.confirm = lambda text: questions.append(text) or False
+    assert dock.start_search() is None
+    assert len(questions) == 1 and "tiles" in questions[0]
+    assert dock.task is None
+    dock.cleanup()
+
+
+def test_plain_words_for_user_errors(iface, geotiff, tiny_checkpoint):
+    dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
+    dock.canvas.clear()
+    assert dock.start_search() is None
+    assert "sketch is empty" in iface.messages[-1][1]
+    dock.canvas.undo()  # the strokes are back
+    dock.tile_sizes.setText("sixty")
+    assert dock.start_search() is None
+    assert "Tile sizes must be numbers" in iface.messages[-1][1]
+    dock.tile_sizes.setText("64")
+    iface.canvas.setExtent(QgsRectangle(0, 0, 1000, 1000))  # far from the raster
+    assert dock.start_search() is None
+    assert "overlaps" in iface.messages[-1][1] or "outside" in iface.messages[-1][1]
+    dock.cleanup()
