@@ -1,0 +1,113 @@
+"""The search API: several rasters in different CRSs, extents, limits, progress, output CRS."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from shapely.geometry import box
+
+from engine.embedder import Embedder
+from engine.preprocess import EmptySketchError
+from engine.raster.rasterio_source import RasterioSource
+from engine.search import Extent, SearchError, SearchOptions, TooManyTiles, estimate, run_search, search
+from engine.tiling import parse_crs, reproject
+
+SKETCH = np.full((64, 64, 3), 255, np.uint8)
+SKETCH[16:48, 28:36] = 0
+
+
+@pytest.fixture(scope="module")
+def emb(tiny_checkpoint):
+    return Embedder.from_checkpoint(tiny_checkpoint, "cpu", batch_size=16)
+
+
+def test_matches_follow_the_contract(tmp_path, rgb_tif, emb):
+    calls = []
+    matches = search(emb, SKETCH, [RasterioSource(rgb_tif)],
+                     options=SearchOptions(index_dir=tmp_path, top_k=4), progress=lambda *a: calls.append(a))
+    assert [m.rank for m in matches] == [1, 2, 3, 4]
+    assert all(a.score >= b.score for a, b in zip(matches, matches[1:]))
+    assert {m.source for m in matches} == {"rgb.tif"} and {m.scale for m in matches} <= {60.0, 120.0, 240.0}
+    assert parse_crs(matches[0].crs_wkt).to_epsg() == 32611
+    # merged: no two matches overlap by more than the merge thresholds
+    for i, a in enumerate(matches):
+        for b in matches[i + 1:]:
+            inter = a.geometry.intersection(b.geometry).area
+            assert inter / a.geometry.union(b.geometry).area <= 0.3
+    assert calls[0][:2] == (0, 35 + 6 + 1) and calls[-1][0] == calls[-1][1]
+
+
+def test_a_planted_copy_of_an_image_is_found_first(tmp_path, geo, emb):
+    """A tile-sized patch taken from elsewhere is placed in a raster; searching with the patch
+    itself (as the 'sketch') must rank the tile holding it first, in stage 1 and stage 2."""
+    img = geo.pattern(600, 600, seed=3)
+    patch = geo.pattern(200, 200, seed=9)
+    img[:, 200:400, 400:600] = patch  # exactly the tile at row 2, column 4 of the 60 m / 50 % grid
+    src = RasterioSource(geo.write_tif(tmp_path / "planted.tif", img))
+    target = box(500000 + 120, 4000000 - 120, 500000 + 180, 4000000 - 60)
+    query = patch.transpose(1, 2, 0)
+    cls = emb.embed_images(query[None]).cls[0]
+    # compare with the tile vectors directly: the planted tile is the best by construction
+    res = run_search(emb, SKETCH, [src], options=SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60,), stage2=False, top_k=1))
+    from engine.index import list_entries
+    (entry,) = list_entries(tmp_path / "i")
+    vecs = np.memmap(f"{entry['folder']}/cls.f32", np.float32, "r", shape=(entry["count"], entry["dim"]))
+    assert int(np.argmax(vecs @ cls)) == 2 * 5 + 4
+    from engine.tiling import make_grid
+    assert make_grid(src, 60, 0.5).polygons(np.array([14]))[0].equals(target)
+    assert res.matches
+
+
+def test_several_rasters_in_different_crs(tmp_path, geo, emb):
+    a = RasterioSource(geo.write_tif(tmp_path / "a.tif", geo.pattern(400, 400)))
+    # the second raster: 0.5 m pixels in WGS 84 / Pseudo-Mercator
+    b = RasterioSource(geo.write_tif(tmp_path / "b.tif", geo.pattern(300, 300, seed=2), crs="EPSG:3857",
+                                     transform=Affine(0.5, 0, -13_400_000, 0, -0.5, 4_480_000)))
+    opts = SearchOptions(index_dir=tmp_path / "i", top_k=30, tile_sizes_m=(60,), stage2=False, merge_iou=0.99,
+                         merge_containment=1.0)
+    matches = search(emb, SKETCH, [a, b], options=opts)
+    assert {m.source for m in matches} == {"a.tif", "b.tif"}
+    assert all(parse_crs(m.crs_wkt).to_epsg() == 32611 for m in matches)
+    # b's tiles were reprojected to UTM: they lie far from a's, near b's location
+    b_utm = reproject(np.array([box(-13_400_000, 4_480_000 - 150, -13_400_000 + 150, 4_480_000)]), b.crs_wkt,
+                      a.crs_wkt)[0]
+    for m in matches:
+        if m.source == "b.tif":
+            assert m.geometry.intersects(b_utm.buffer(100))
+    # output CRS given
+    out = search(emb, SKETCH, [a, b], options=SearchOptions(**{**opts.__dict__, "output_crs": "EPSG:4326"}))
+    assert parse_crs(out[0].crs_wkt).to_epsg() == 4326 and abs(out[0].geometry.centroid.x) < 180
+
+
+def test_extent_limits_the_search_and_must_touch_a_raster(tmp_path, rgb_tif, emb):
+    src = RasterioSource(rgb_tif)
+    opts = SearchOptions(index_dir=tmp_path / "i", top_k=10, tile_sizes_m=(60,), stage2=False)
+    ext = Extent.from_bbox(500000, 4000000 - 90, 500090, 4000000, "EPSG:32611")
+    res = run_search(emb, SKETCH, [src], extent=ext, options=opts)
+    assert res.computed == 9
+    assert all(m.geometry.intersects(ext.geometry) for m in res.matches)
+    with pytest.raises(SearchError, match="outside every raster"):
+        search(emb, SKETCH, [src], extent=Extent.from_bbox(0, 0, 10, 10, "EPSG:32611"), options=opts)
+    with pytest.raises(SearchError, match="unknown CRS"):
+        search(emb, SKETCH, [src], extent=Extent.from_bbox(0, 0, 10, 10, "EPSG:999999"), options=opts)
+    with pytest.raises(SearchError, match="empty bounding box"):
+        Extent.from_bbox(5, 0, 1, 10, "EPSG:32611")
+
+
+def test_estimate_and_tile_limit(tmp_path, rgb_tif, emb):
+    src = RasterioSource(rgb_tif)
+    opts = SearchOptions(index_dir=tmp_path / "i", top_k=3, tile_sizes_m=(60, 120), max_tiles=20, stage2=False)
+    est = estimate(emb, [src], options=opts)
+    assert (est.tiles, est.cached, est.to_compute) == (35 + 6, 0, 41) and est.seconds > 0
+    with pytest.raises(TooManyTiles, match="41 tiles .*limit of 20"):
+        search(emb, SKETCH, [src], options=opts)
+    assert search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "max_tiles": 41}))
+    assert estimate(emb, [src], options=opts).to_compute == 0
+
+
+def test_empty_sketch_and_no_sources(tmp_path, rgb_tif, emb):
+    with pytest.raises(EmptySketchError):
+        search(emb, np.full((32, 32, 3), 255, np.uint8), [RasterioSource(rgb_tif)], options=SearchOptions(index_dir=tmp_path))
+    with pytest.raises(SearchError, match="no raster"):
+        search(emb, SKETCH, [], options=SearchOptions(index_dir=tmp_path))
