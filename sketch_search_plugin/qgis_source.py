@@ -58,7 +58,9 @@ class QgisRasterSource:
             # extent (or the layer's) at the chosen resolution.
             area = QgsRectangle(extent) if extent is not None and not extent.isEmpty() else QgsRectangle(full)
             if resolution is None:
-                resolution = max(area.width(), area.height()) / DEFAULT_PIXELS_ACROSS
+                # Tiled services (XYZ, WMTS) list their zoom levels' resolutions: use the finest.
+                native_res = [r for r in provider.nativeResolutions() if r > 0]
+                resolution = min(native_res) if native_res else max(area.width(), area.height()) / DEFAULT_PIXELS_ACROSS
             if not resolution > 0:
                 raise ValueError(f"resolution must be positive, got {resolution}")
             self.width = max(1, int(round(area.width() / resolution)))

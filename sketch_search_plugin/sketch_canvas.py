@@ -218,5 +218,6 @@ class SketchCanvas(QWidget):
 
     def mouseReleaseEvent(self, event) -> None:
         if event.button() == Qt.LeftButton and self._current is not None:
+            self._current.append(self._to_logical(event.pos()))
             points, self._current = self._current, None
             self.add_stroke(points, normalized=False)
