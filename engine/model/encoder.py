@@ -66,7 +66,10 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, S, S) -> tokens (B, 1 + kept patches, width), CLS first."""
-        tokens = self.tokenizer(x)
+        return self.encode_tokens(self.tokenizer(x))
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens from the tokenizer (B, grid*grid, width) -> encoder output tokens."""
         tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embed
         for blk, rate in zip(self.blocks, self.cfg.block_keep_rates()):
             tokens = run_block(blk, tokens, self.cfg.heads, rate)

@@ -46,7 +46,10 @@ class TimmTrunkTokenizer(nn.Module):
         self.grid = cfg.grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = self.trunk(x)
+        return self.project(self.trunk(x))
+
+    def project(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """Trunk feature maps (one per level) -> tokens; separate so training can feed cached maps."""
         out = 0
         for feat, proj in zip(levels, self.level_proj):
             feat = proj(feat)
