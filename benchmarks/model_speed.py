@@ -1,0 +1,88 @@
+"""Model throughput against the machine's measured matrix-multiply peak.
+
+For each configuration: images per second (median of several timed batches), FLOPs per image
+(counted by torch's FLOP counter: 2 per multiply-add, convolutions and matmuls), and the fraction
+of the measured float32 matmul throughput the model reaches. Run with `make bench`.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from engine.device import describe_device, pick_device
+from engine.embedder import Embedder
+from engine.model import CONFIGS, MLAGT
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_runner(device: torch.device, n: int = 2048):
+    """A square matmul (fp32 on CPU, fp16 on GPU) and its FLOP count: the practical peak."""
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    return (lambda: a @ b), 2 * n**3
+
+
+def flops_per_image(model: MLAGT) -> float:
+    size = model.cfg.img_size
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.randn(1, 3, size, size))
+    return counter.get_total_flops()
+
+
+def paired_rounds(model: MLAGT, device: torch.device, batch: int, repeats: int):
+    """Alternate model batches with matmuls so both see the same machine load (the machines are
+    shared); returns median images/s, median matmul FLOP/s and the median per-round ratio."""
+    size = model.cfg.img_size
+    embedder = Embedder(model, device=device, batch_size=batch)
+    x = torch.randn(batch, 3, size, size)
+    matmul, mm_flops = matmul_runner(device)
+    model_flops = flops_per_image(model) * batch
+    ips, peaks, ratios = [], [], []
+    for _ in range(repeats):
+        t_model = median_seconds(lambda: embedder.embed_tensor(x), 1)
+        t_mm = median_seconds(matmul, 3)
+        ips.append(batch / t_model)
+        peaks.append(mm_flops / t_mm)
+        ratios.append((model_flops / t_model) / (mm_flops / t_mm))
+    return statistics.median(ips), statistics.median(peaks), statistics.median(ratios)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--configs", nargs="+", default=["mlagt-lite0", "mlagt-vit-tiny", "mlagt-vitb16"])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    print(f"device: {describe_device(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print("peak = square 2048 matmul (fp32 on CPU, fp16 on GPU), timed between the model's batches")
+    print(f"{'config':<16}{'img px':>7}{'GFLOP/img':>11}{'img/s':>9}{'GFLOP/s':>9}{'peak':>8}{'of peak':>9}")
+    for name in args.configs:
+        model = MLAGT(CONFIGS[name]).eval()
+        flops = flops_per_image(model)
+        batch = 32 if device.type == "cuda" or flops < 5e9 else 8
+        ips, peak, ratio = paired_rounds(model, device, batch, args.repeats)
+        print(f"{name:<16}{model.cfg.img_size:>7}{flops / 1e9:>11.2f}{ips:>9.1f}{ips * flops / 1e9:>9.1f}"
+              f"{peak / 1e9:>8.1f}{ratio:>9.0%}")
+
+
+if __name__ == "__main__":
+    main()
