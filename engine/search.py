@@ -277,3 +277,26 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
         matches.append(Match(polys[group[0]], out_wkt, rank, best[0], layer.source.name,
                              layer.grid.tile_m, len(group)))
     return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
+
+
+def build_index(embedder, sources: Sequence, extent: Extent | None = None, options: SearchOptions | None = None,
+                progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None) -> SearchResult:
+    """Compute and store the tiles of a future search ahead of time (no sketch needed).
+    Tokens for stage 2 are stored too when options.stage2; max_tiles applies as in a search."""
+    from .index.build import Cancelled, compute_layers
+
+    t0 = time.perf_counter()
+    options = options or SearchOptions()
+    if not options.use_index:
+        raise SearchError("building an index needs an index folder (use_index=False given)")
+    layers, _ = plan(embedder, sources, extent, options)
+    todo = sum(len(l.todo) for l in layers)
+    if todo > options.max_tiles:
+        raise TooManyTiles(f"building would compute {_estimate(embedder, layers, []).describe()}, more than the "
+                           f"limit of {options.max_tiles}: raise it with --max-tiles")
+    try:
+        computed, skipped = compute_layers(layers, embedder, options.min_valid, options.stage2, progress, is_cancelled)
+    except Cancelled as exc:
+        raise SearchCancelled(str(exc)) from None
+    cached = sum(len(l.tiles) for l in layers) - computed - skipped
+    return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)

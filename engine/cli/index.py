@@ -1,0 +1,95 @@
+"""`sketch-search index build|info|clear`: the tile index ahead of time, and its upkeep."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .search import ProgressBar, add_raster_options, open_inputs
+
+
+def register(sub) -> None:
+    p = sub.add_parser("index", help="build the tile index ahead of time, inspect or clear it",
+                       description="The tile index keeps every tile's vectors (and stage-2 tokens) on disk, keyed by "
+                                   "raster, tiling and model, so a search over indexed tiles computes nothing again.")
+    isub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = isub.add_parser("build", help="compute and store the tiles of the given rasters (resumable)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="example:\n  sketch-search index build --raster ortho.tif --tile-size 60 120 240\n")
+    b.add_argument("--no-tokens", action="store_true",
+                   help="store only the stage-1 vectors (smaller; stage 2 then computes tokens of its candidates)")
+    add_raster_options(b)
+    b.set_defaults(handler=run_build)
+    i = isub.add_parser("info", help="list the index entries (raster, scale, model, tiles, size on disk)")
+    i.add_argument("--index-dir", metavar="DIR", help="index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(handler=run_info)
+    c = isub.add_parser("clear", help="delete index entries (of some rasters, or all)")
+    c.add_argument("--index-dir", metavar="DIR", help="index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)")
+    what = c.add_mutually_exclusive_group(required=True)
+    what.add_argument("--raster", action="append", metavar="PATH", help="entries of this raster file (repeatable)")
+    what.add_argument("--all", action="store_true", help="every entry")
+    c.set_defaults(handler=run_clear)
+
+
+def _root(args) -> Path:
+    from ..index import default_index_dir
+    return Path(args.index_dir) if args.index_dir else default_index_dir()
+
+
+def run_build(args) -> int:
+    from dataclasses import replace
+
+    from ..embedder import Embedder
+    from ..index.store import TileIndexError
+    from ..search import SearchError, build_index
+    from . import UserError
+
+    if args.no_index:
+        raise UserError("index build stores tiles: drop --no-index")
+    sources, extent, options = open_inputs(args)
+    options = replace(options, stage2=not args.no_tokens)
+    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    bar = ProgressBar()
+    try:
+        result = build_index(embedder, sources, extent, options, progress=bar)
+    except (SearchError, TileIndexError) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        bar.close()
+    print(f"index ready in {_root(args)}: {result.computed} tiles computed, {result.cached} already there, "
+          f"{result.skipped} skipped as nodata ({result.seconds:.1f} s)")
+    return 0
+
+
+def run_info(args) -> int:
+    from ..index import list_entries
+
+    root = _root(args)
+    entries = list_entries(root)
+    if args.json:
+        print(json.dumps([{k: v for k, v in e.items() if k != "crs_wkt"} for e in entries], indent=1))
+        return 0
+    print(f"index folder: {root} ({len(entries)} entries)")
+    for e in entries:
+        if e.get("broken"):
+            print(f"  {e['folder']}: unreadable (remove it with `sketch-search index clear --all`)")
+            continue
+        key = e["key"]
+        print(f"  {e['raster']} at {key['tile_m']:g} m, overlap {key['overlap']:g}: {e['embedded']} of "
+              f"{e['tiles']} tiles embedded, {e['skipped']} skipped, {e['with_tokens']} with tokens, "
+              f"{e['bytes'] / 2**20:.1f} MiB; model {key['model'][:12]}; {Path(e['folder']).name}")
+    return 0
+
+
+def run_clear(args) -> int:
+    from ..index import remove_entries
+
+    root = _root(args)
+    if args.all:
+        n = remove_entries(root)
+    else:
+        # entries are keyed by the resolved path at the start of the raster identity
+        n = sum(remove_entries(root, str(Path(r).resolve()) + "|") for r in args.raster)
+    print(f"removed {n} index entries from {root}")
+    return 0

@@ -1,0 +1,152 @@
+"""`sketch-search search`: find a sketched object in rasters and write the matches as a GIS layer.
+
+The options shared with `sketch-search index build` (rasters, extent, tiling, model) are defined
+here once and reused there.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..search import DEFAULT_MAX_TILES, DEFAULT_OVERLAP, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K
+
+EXAMPLE = """example:
+  sketch-search search --raster ortho.tif --sketch plane.png --top-k 20 --out planes.shp
+  sketch-search search --raster a.tif --raster b.tif --sketch court.png --out courts.gpkg \\
+      --bbox -120.62 37.28 -120.58 37.31 --bbox-crs EPSG:4326 --tile-size 40 80
+"""
+
+
+def add_raster_options(p) -> None:
+    """Rasters, extent, tiling, model and index options (shared by search and index build)."""
+    g = p.add_argument_group("rasters and extent")
+    g.add_argument("--raster", action="append", required=True, metavar="PATH",
+                   help="a raster file GDAL reads (GeoTIFF, COG, VRT, ...); repeat for several")
+    g.add_argument("--bands", type=int, nargs="+", metavar="N",
+                   help="1-based band numbers for red, green, blue (or one band for grey); default: the "
+                        "colour-interpretation RGB bands, else the first three")
+    g.add_argument("--bbox", type=float, nargs=4, metavar=("MINX", "MINY", "MAXX", "MAXY"),
+                   help="search only this box (default: the whole rasters)")
+    g.add_argument("--bbox-crs", metavar="CRS", help="CRS of --bbox, e.g. EPSG:4326 (default: the first raster's)")
+    t = p.add_argument_group("tiling")
+    t.add_argument("--tile-size", type=float, nargs="+", metavar="M", default=list(DEFAULT_TILE_SIZES_M),
+                   help="tile edge(s) in ground metres, one scale each (default: %(default)s)")
+    t.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                   help="share of a tile overlapping its neighbour, 0 to <1 (default: %(default)s)")
+    t.add_argument("--min-valid", type=float, default=0.5,
+                   help="skip tiles with less valid (non-nodata) area than this share (default: %(default)s)")
+    t.add_argument("--max-tiles", type=int, default=DEFAULT_MAX_TILES,
+                   help="refuse to compute more new tiles than this (default: %(default)s)")
+    m = p.add_argument_group("model and index")
+    m.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    m.add_argument("--index-dir", metavar="DIR",
+                   help="tile index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)")
+    m.add_argument("--no-index", action="store_true", help="compute everything in memory and store nothing")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("search", help="find where a sketched object occurs in rasters; write the matches as polygons",
+                       description="Cut the rasters into tiles in ground units at several scales, rank the tiles "
+                                   "against the sketch (stage 1: global vectors; stage 2: cross-attention "
+                                   "re-ranking), merge overlapping hits and write the best matches as polygons "
+                                   "with fields rank (1 = best), score (higher = better), source, scale (tile "
+                                   "size in m) and merged (tile hits merged into the match).",
+                       epilog=EXAMPLE, formatter_class=_formatter())
+    p.add_argument("--sketch", required=True, metavar="PATH", help="the sketch: dark strokes on white, or strokes on transparency")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="N", help="number of matches (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output layer: .shp, .gpkg or .geojson (by extension)")
+    p.add_argument("--out-crs", metavar="CRS", help="CRS of the output (default: the first raster's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-rank the best candidates with cross-attention (default: on)")
+    p.add_argument("--candidates", type=int, default=100, metavar="N",
+                   help="stage-1 candidates re-ranked and merged (at least 10 x top-k; default: %(default)s)")
+    add_raster_options(p)
+    p.set_defaults(handler=run)
+
+
+def _formatter():
+    return argparse.RawDescriptionHelpFormatter
+
+
+def open_inputs(args):
+    """Rasters, extent and options from the arguments; bad input -> UserError before any work."""
+    from ..raster.rasterio_source import RasterError, RasterioSource
+    from ..search import Extent, SearchError, SearchOptions
+    from . import UserError
+
+    sources = []
+    for path in args.raster:
+        try:
+            sources.append(RasterioSource(path, bands=tuple(args.bands) if args.bands else None))
+        except RasterError as exc:
+            raise UserError(str(exc)) from None
+    extent = None
+    if args.bbox:
+        try:
+            extent = Extent.from_bbox(*args.bbox, args.bbox_crs or sources[0].crs_wkt)
+        except SearchError as exc:
+            raise UserError(str(exc)) from None
+    options = SearchOptions(
+        top_k=getattr(args, "top_k", DEFAULT_TOP_K), tile_sizes_m=tuple(args.tile_size), overlap=args.overlap,
+        stage2=getattr(args, "stage2", True), candidates=getattr(args, "candidates", 100),
+        min_valid=args.min_valid, max_tiles=args.max_tiles, output_crs=getattr(args, "out_crs", None),
+        index_dir=args.index_dir, use_index=not args.no_index)
+    return sources, extent, options
+
+
+class ProgressBar:
+    """A tqdm bar on a terminal; silent otherwise (logs and pipes stay clean)."""
+
+    def __init__(self, unit: str = "tile"):
+        self.bar, self.unit = None, unit
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
+        self.bar.total = total
+        self.bar.set_description(message[:40])
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args) -> int:
+    from ..embedder import Embedder
+    from ..export import check_output, write_matches
+    from ..index.store import TileIndexError
+    from ..preprocess import load_array
+    from ..search import SearchError, run_search
+    from . import UserError
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    out = check_output(args.out, args.overwrite)  # before any work
+    sketch = load_array(Path(args.sketch))
+    sources, extent, options = open_inputs(args)
+    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    bar = ProgressBar()
+    try:
+        result = run_search(embedder, sketch, sources, extent, options, progress=bar)
+    except (SearchError, TileIndexError) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        bar.close()
+    write_matches(out, result.matches, crs_wkt=_out_crs(sources, options),
+                  overwrite=args.overwrite)
+    print(f"wrote {len(result.matches)} matches to {out} ({result.computed} tiles computed, "
+          f"{result.cached} from the index, {result.seconds:.1f} s)")
+    return 0
+
+
+def _out_crs(sources, options) -> str:
+    from ..tiling import parse_crs
+    return parse_crs(options.output_crs or sources[0].crs_wkt).to_wkt()
