@@ -9,14 +9,14 @@ export SKETCH_SEARCH_DATA ?= $(SHARED)/data
 setup:
 	@bash scripts/setup.sh
 
-demo: setup   ## the main job on the default model and the sample data
+demo:   ## the main job on the default model and the sample data
 	@bash scripts/demo.sh
 
-test: setup   ## every test (engine without QGIS, plugin in a real offscreen QGIS)
-	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+test:   ## every test (engine without QGIS, plugin in a real offscreen QGIS)
+	@bash scripts/test.sh
 
-test-slow: setup   ## the long checks as well
-	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "slow or not slow"
+test-slow:   ## the long checks as well (full evaluations, large rasters)
+	@bash scripts/test.sh -m "slow or not slow"
 
 bench: setup   ## speed figures: model throughput vs matmul peak, search cold/warm, memory
 	@$(PY) -m benchmarks.model_speed
