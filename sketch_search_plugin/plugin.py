@@ -26,8 +26,9 @@ class SketchSearchPlugin:
         self.action.setCheckable(True)
         self.action.setToolTip("Sketch Search: draw an object and find it in the imagery")
         self.action.toggled.connect(self.show_dock)
-        self.iface.addToolBarIcon(self.action)
-        self.iface.addPluginToMenu(MENU, self.action)
+        # metadata.txt: category=Raster, so the entry goes to the Raster menu and toolbar.
+        self.iface.addRasterToolBarIcon(self.action)
+        self.iface.addPluginToRasterMenu(MENU, self.action)
         self.init_processing()
         QTimer.singleShot(0, self.check_dependencies)  # after QGIS has finished loading plugins
 
@@ -62,8 +63,8 @@ class SketchSearchPlugin:
             self.dock.deleteLater()
             self.dock = None
         if self.action is not None:
-            self.iface.removePluginMenu(MENU, self.action)
-            self.iface.removeToolBarIcon(self.action)
+            self.iface.removePluginRasterMenu(MENU, self.action)
+            self.iface.removeRasterToolBarIcon(self.action)
             self.action.deleteLater()
             self.action = None
         if self.provider is not None:

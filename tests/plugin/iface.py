@@ -59,6 +59,19 @@ class MinimalIface:
     def removeToolBarIcon(self, action):  # noqa: N802
         self.toolbar.removeAction(action)
 
+    # The raster menu and toolbar (category=Raster) are recorded like the generic ones.
+    def addRasterToolBarIcon(self, action):  # noqa: N802
+        self.addToolBarIcon(action)
+
+    def removeRasterToolBarIcon(self, action):  # noqa: N802
+        self.removeToolBarIcon(action)
+
+    def addPluginToRasterMenu(self, name, action):  # noqa: N802
+        self.addPluginToMenu(name, action)
+
+    def removePluginRasterMenu(self, name, action):  # noqa: N802
+        self.removePluginMenu(name, action)
+
     def addPluginToMenu(self, name, action):  # noqa: N802
         self.plugin_menus.setdefault(name, QMenu(name)).addAction(action)
 
