@@ -11,7 +11,7 @@ from ..model.checkpoints import CheckpointError
 from ..preprocess import EmptySketchError
 
 # Order shown in --help.
-COMMANDS = ("search", "index", "evaluate", "train", "info", "embed")
+COMMANDS = ("search", "index", "mosaic", "evaluate", "train", "info", "embed")
 
 
 class UserError(Exception):
