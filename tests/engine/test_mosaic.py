@@ -1,0 +1,115 @@
+"""The test mosaic (real UC Merced images) and the precision evaluation on it."""
+from __future__ import annotations
+
+import json
+
+import fiona
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from shapely.geometry import shape
+
+from engine.cli import main
+from engine.embedder import Embedder, default_checkpoint
+from engine.mosaic import MosaicError, MosaicSpec, build_mosaic
+from engine.mosaic_eval import evaluate, list_sketches
+from engine.search import SearchOptions
+
+
+def test_mosaic_pixels_and_truth_agree(tmp_path, data_dir):
+    spec = MosaicSpec(per_class=3, classes=("airplane", "beach", "forest"), seed=1)
+    tif, truth = build_mosaic(data_dir / "ucm10", tmp_path / "m.tif", tmp_path / "t.gpkg", spec)
+    with fiona.open(truth) as layer:
+        feats = list(layer)
+        assert layer.crs.to_epsg() == 32611
+    assert sorted(f["properties"]["class"] for f in feats) == ["airplane"] * 3 + ["beach"] * 3 + ["forest"] * 3
+    with rasterio.open(tif) as ds:
+        assert (ds.width, ds.height) == (3 * 256, 3 * 256) and ds.res == (0.3, 0.3) and ds.overviews(1)
+        for f in feats:
+            minx, miny, maxx, maxy = shape(f["geometry"]).bounds
+            assert maxx - minx == pytest.approx(76.8)
+            win = rasterio.windows.from_bounds(minx, miny, maxx, maxy, ds.transform)
+            cell = ds.read(window=win).transpose(1, 2, 0)
+            name = f["properties"]["image"]
+            with Image.open(data_dir / "ucm10" / f["properties"]["class"] / name) as im:
+                want = np.asarray(im.convert("RGB").resize((256, 256), Image.BILINEAR))
+            np.testing.assert_array_equal(cell, want)
+    with pytest.raises(MosaicError, match="exists"):
+        build_mosaic(data_dir / "ucm10", tif, tmp_path / "t2.gpkg", spec)
+
+
+def test_bad_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(MosaicError, match="not found"):
+        build_mosaic(tmp_path / "none", tmp_path / "m.tif", tmp_path / "t.gpkg")
+    (tmp_path / "imgs" / "empty").mkdir(parents=True)
+    with pytest.raises(MosaicError, match="no images for class"):
+        build_mosaic(tmp_path / "imgs", tmp_path / "m.tif", tmp_path / "t.gpkg")
+    assert not (tmp_path / "m.tif").exists() and not (tmp_path / "t.gpkg").exists()
+
+
+def _synthetic_classes(root):
+    """Two classes of real image files: bright squares on dark ('target') and plain noise ('other')."""
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        (root / "target").mkdir(parents=True, exist_ok=True)
+        (root / "other").mkdir(parents=True, exist_ok=True)
+        t = np.full((256, 256, 3), 30, np.uint8)
+        t[64:192, 64:192] = 230
+        Image.fromarray(t).save(root / "target" / f"t{i}.png")
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / "other" / f"o{i}.png")
+
+
+def test_precision_counts_matches_on_the_class(tmp_path, tiny_checkpoint):
+    """Each match's verdict (on a cell of the class or not) and the precision follow from the truth
+    polygons; with one tile per cell, chance is the class's share of the cells."""
+    _synthetic_classes(tmp_path / "imgs")
+    tif, truth = build_mosaic(tmp_path / "imgs", tmp_path / "m.tif", tmp_path / "t.gpkg", MosaicSpec(per_class=8))
+    emb = Embedder.from_checkpoint(tiny_checkpoint, "cpu")
+    sketch = tmp_path / "square.png"
+    sk = np.full((256, 256, 3), 255, np.uint8)
+    sk[64:192, 64:192] = 0
+    Image.fromarray(sk).save(sketch)
+    opts = SearchOptions(index_dir=tmp_path / "idx", tile_sizes_m=(76.8,), overlap=0.0, stage2=False)
+    report = evaluate(emb, tif, truth, [sketch], "target", top_k=4, options=opts)
+    assert report.chance == pytest.approx(0.5)
+    assert len(report.details[0]) == 4
+    # cross-check each verdict by hand against the truth polygons
+    with fiona.open(truth) as layer:
+        cells = {(round(shape(f["geometry"]).centroid.x, 1), round(shape(f["geometry"]).centroid.y, 1)):
+                 f["properties"]["class"] for f in layer}
+    from engine.raster.rasterio_source import RasterioSource
+    from engine.search import search
+    matches = search(emb, sketch, [RasterioSource(tif)], options=SearchOptions(**{**opts.__dict__, "top_k": 4}))
+    verdicts = [cells[(round(m.geometry.centroid.x, 1), round(m.geometry.centroid.y, 1))] == "target" for m in matches]
+    assert verdicts == report.details[0] and report.precision[0] == sum(verdicts) / 4
+
+
+def test_eval_cli_on_ucm_with_real_sketches(tmp_path, data_dir, tiny_checkpoint, capsys):
+    """End to end on real data with the tiny model: the command runs and reports sane figures."""
+    code = main(["mosaic", "build", "--images", str(data_dir / "ucm10"), "--out", str(tmp_path / "u.tif"),
+                 "--truth", str(tmp_path / "u.gpkg"), "--per-class", "2"])
+    assert code == 0
+    sketches = list_sketches(data_dir / "eoc_sketches" / "Aeroplane")[:2]
+    code = main(["mosaic", "eval", "--raster", str(tmp_path / "u.tif"), "--truth", str(tmp_path / "u.gpkg"),
+                 "--sketches", str(sketches[0]), "--class", "airplane", "--top-k", "5", "--tile-size", "60",
+                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--index-dir", str(tmp_path / "idx"),
+                 "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "mean precision@5" in out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert 0 <= r["mean_precision"] <= 1 and r["chance"] == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_default_model_finds_aeroplanes_on_ucm(tmp_path, data_dir):
+    """The shipped model on real Earth-on-Canvas aeroplane sketches over a UC Merced mosaic must
+    beat chance clearly (precision@10 at least twice the class's share of the area)."""
+    if not default_checkpoint().is_file():
+        pytest.skip("the default model is not installed")
+    tif, truth = build_mosaic(data_dir / "ucm10", tmp_path / "u.tif", tmp_path / "u.gpkg", MosaicSpec(per_class=10))
+    emb = Embedder.from_checkpoint(None)
+    report = evaluate(emb, tif, truth, list_sketches(data_dir / "eoc_sketches" / "Aeroplane"), "airplane",
+                      top_k=10, options=SearchOptions(index_dir=tmp_path / "idx"))
+    print(report.describe())
+    assert report.mean_precision >= 2 * report.chance
