@@ -20,6 +20,11 @@ from rasterio.windows import Window as RioWindow
 
 from .source import Window
 
+# GDAL's block cache defaults to 5 % of RAM and grows with every block read, so memory would
+# grow with the raster's size; 256 MB holds plenty of tiles' blocks. Set before GDAL first reads;
+# a value the user exported wins.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+
 STATS_SIZE = 1024          # long side of the decimated read used for the stretch statistics
 PERCENTILES = (2.0, 98.0)
 
