@@ -29,6 +29,8 @@ def add_raster_options(p) -> None:
     g.add_argument("--bbox", type=float, nargs=4, metavar=("MINX", "MINY", "MAXX", "MAXY"),
                    help="search only this box (default: the whole rasters)")
     g.add_argument("--bbox-crs", metavar="CRS", help="CRS of --bbox, e.g. EPSG:4326 (default: the first raster's)")
+    g.add_argument("--within", metavar="PATH",
+                   help="search only inside the polygons of this vector file (.gpkg, .shp, .geojson; its own CRS)")
     t = p.add_argument_group("tiling")
     t.add_argument("--tile-size", type=float, nargs="+", metavar="M", default=list(DEFAULT_TILE_SIZES_M),
                    help="tile edge(s) in ground metres, one scale each (default: %(default)s)")
@@ -84,6 +86,10 @@ def open_inputs(args):
         except RasterError as exc:
             raise UserError(str(exc)) from None
     extent = None
+    if args.bbox and args.within:
+        raise UserError("give either --bbox or --within, not both")
+    if args.within:
+        extent = polygon_extent(args.within)
     if args.bbox:
         try:
             extent = Extent.from_bbox(*args.bbox, args.bbox_crs or sources[0].crs_wkt)
@@ -95,6 +101,31 @@ def open_inputs(args):
         min_valid=args.min_valid, max_tiles=args.max_tiles, output_crs=getattr(args, "out_crs", None),
         index_dir=args.index_dir, use_index=not args.no_index)
     return sources, extent, options
+
+
+def polygon_extent(path: str):
+    """The union of the polygons of a vector file, as a search Extent in the file's CRS."""
+    import fiona
+    import shapely
+    from shapely.geometry import shape
+
+    from ..search import Extent
+    from . import UserError
+
+    if not Path(path).exists():
+        raise UserError(f"--within file not found: {path}")
+    try:
+        with fiona.open(path) as layer:
+            geoms = [shape(f["geometry"]) for f in layer if f["geometry"] is not None]
+            crs = layer.crs_wkt
+    except Exception as exc:  # fiona raises several driver-specific errors
+        raise UserError(f"cannot read --within {path}: {str(exc).splitlines()[0]}") from None
+    area = shapely.union_all([g for g in geoms if g.area > 0]) if geoms else None
+    if area is None or area.is_empty:
+        raise UserError(f"--within {path} holds no polygons")
+    if not crs:
+        raise UserError(f"--within {path} has no CRS")
+    return Extent(area, crs)
 
 
 class ProgressBar:

@@ -54,39 +54,47 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
                    is_cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
     """Embed every not-yet-computed tile of the layers. Returns (embedded, skipped) counts."""
     total = sum(len(l.todo) for l in layers)
-    done = embedded = skipped = 0
-    size, batch = embedder.cfg.img_size, embedder.batch_size
+    counts = {"done": 0, "embedded": 0, "skipped": 0}
     if progress:
         progress(0, total, f"{total} tiles to compute")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for li, layer in enumerate(layers):
+        for layer in layers:
             with layer.entry.locked():
                 todo = layer.todo
                 if len(todo) == 0:
                     continue
-                batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
                 pending = _Pending()
-                future = pool.submit(read_tiles, layer.source, layer.grid, batches[0], size, min_valid)
-                for bi in range(len(batches)):
-                    images, kept, skip = future.result()
-                    if bi + 1 < len(batches):
-                        future = pool.submit(read_tiles, layer.source, layer.grid, batches[bi + 1], size, min_valid)
-                    emb = embedder.embed_images(images, with_tokens=with_tokens) if len(kept) else None
-                    pending.add(kept, emb, skip, with_tokens)
-                    done += len(batches[bi])
-                    embedded += len(kept)
-                    skipped += len(skip)
-                    if time.monotonic() - pending.since > COMMIT_SECONDS or bi + 1 == len(batches):
-                        pending.commit(layer.entry)
-                    if progress:
-                        progress(done, total, f"{layer.source.name} at {layer.grid.tile_m:g} m")
-                    if is_cancelled and is_cancelled():
-                        pending.commit(layer.entry)
-                        if bi + 1 < len(batches):
-                            future.cancel()
-                        raise Cancelled(f"cancelled after {done} of {total} tiles (kept in the index)")
-                write_tile_layer(layer)
-    return embedded, skipped
+                try:
+                    _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total,
+                                   progress, is_cancelled)
+                except (Cancelled, KeyboardInterrupt):
+                    pending.commit(layer.entry)  # keep every finished batch, then stop
+                    raise
+            write_tile_layer(layer)
+    return counts["embedded"], counts["skipped"]
+
+
+def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total, progress,
+                   is_cancelled) -> None:
+    size, batch = embedder.cfg.img_size, embedder.batch_size
+    batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    future = pool.submit(read_tiles, layer.source, layer.grid, batches[0], size, min_valid)
+    for bi in range(len(batches)):
+        images, kept, skip = future.result()
+        if bi + 1 < len(batches):  # read the next batch while the model runs
+            future = pool.submit(read_tiles, layer.source, layer.grid, batches[bi + 1], size, min_valid)
+        emb = embedder.embed_images(images, with_tokens=with_tokens) if len(kept) else None
+        pending.add(kept, emb, skip, with_tokens)
+        counts["done"] += len(batches[bi])
+        counts["embedded"] += len(kept)
+        counts["skipped"] += len(skip)
+        if time.monotonic() - pending.since > COMMIT_SECONDS or bi + 1 == len(batches):
+            pending.commit(layer.entry)
+        if progress:
+            progress(counts["done"], total, f"{layer.source.name} at {layer.grid.tile_m:g} m")
+        if is_cancelled and is_cancelled():
+            future.cancel()
+            raise Cancelled(f"cancelled after {counts['done']} of {total} tiles (kept in the index)")
 
 
 class _Pending:

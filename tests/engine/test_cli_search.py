@@ -8,6 +8,7 @@ import fiona
 import numpy as np
 import pytest
 from PIL import Image
+from shapely.geometry import shape
 
 from engine.cli import main
 
@@ -119,3 +120,20 @@ def test_help_is_complete():
     for cmd in (["search"], ["index"], ["index", "build"], ["index", "info"], ["index", "clear"]):
         res = subprocess.run([sys.executable, "-m", "engine.cli", *cmd, "--help"], capture_output=True, text=True)
         assert res.returncode == 0 and "usage:" in res.stdout
+
+
+def test_within_polygon_file_limits_the_search(tmp_path, base, capsys):
+    from shapely.geometry import box
+
+    from engine.export import write_polygons
+    from engine.tiling import parse_crs
+
+    area = tmp_path / "area.geojson"
+    write_polygons(area, [box(500000, 4000000 - 60, 500060, 4000000)], {"id": np.array([1])},
+                   parse_crs("EPSG:32611").to_wkt())
+    out = tmp_path / "m.geojson"
+    code, stdout, err = _run(base + ["--within", str(area), "--out", str(out), "--top-k", "2"], capsys)
+    assert code == 0, err
+    with fiona.open(out) as layer:
+        assert all(box(500000, 4000000 - 60, 500060, 4000000).intersects(shape(f["geometry"])) for f in layer)
+    assert "5 tiles computed" in stdout  # 4 tiles of 60 m and 1 of 120 m touch the square

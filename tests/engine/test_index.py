@@ -157,3 +157,20 @@ def test_mostly_nodata_tiles_are_skipped_and_remembered(tmp_path, geo, emb):
     assert all(m.geometry.centroid.x < 500000 + 120 + 30 for m in first.matches)
     second = run_search(emb, SKETCH, [src], options=opts)
     assert second.computed == 0 and second.skipped == 0
+
+
+def test_stage2_computes_tokens_of_candidates_only_when_not_stored(tmp_path, rgb_tif, emb):
+    src = RasterioSource(rgb_tif)
+    opts = SearchOptions(index_dir=tmp_path / "idx", top_k=1, candidates=10, tile_sizes_m=(60,), stage2=False)
+    run_search(emb, SKETCH, [src], options=opts)
+    (entry,) = list_entries(tmp_path / "idx")
+    assert entry["with_tokens"] == 0
+    with_s2 = run_search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "stage2": True}))
+    assert with_s2.computed == 0
+    (entry,) = list_entries(tmp_path / "idx")
+    assert entry["with_tokens"] == 10  # the stage-1 candidates
+    # the same ranking as when every tile's tokens were stored during the build
+    full = run_search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "stage2": True,
+                                                                   "index_dir": tmp_path / "idx2"}))
+    assert [m.geometry.wkt for m in full.matches] == [m.geometry.wkt for m in with_s2.matches]
+    assert full.matches[0].score == pytest.approx(with_s2.matches[0].score, abs=1e-3)
