@@ -14,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS Python bindings (python3-qgis) not installed")
 from qgis.core import QgsApplication, QgsProject  # noqa: E402
-from qgis.PyQt.QtCore import QCoreApplication  # noqa: E402
+from qgis.PyQt.QtCore import QCoreApplication, QEvent  # noqa: E402
 
 QGIS_PLUGINS = "/usr/share/qgis/python/plugins"  # Debian's Processing plugin lives here
 _app = None
@@ -50,8 +50,13 @@ def iface(qgis_app):
 
     iface = MinimalIface()
     yield iface
+    # Stop the canvas before its layers and widgets go: a render job left running would touch them.
+    iface.canvas.stopRendering()
+    iface.canvas.waitWhileRendering()
+    iface.canvas.setLayers([])
     iface.window.close()
     iface.window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     QCoreApplication.processEvents()
 
 

@@ -27,7 +27,8 @@ class MinimalIface:
         layout.addWidget(self.bar)
         layout.addWidget(self.canvas, 1)
         self.window.setCentralWidget(central)
-        self.bridge = QgsLayerTreeMapCanvasBridge(QgsProject.instance().layerTreeRoot(), self.canvas)
+        # Parented to the canvas so it dies with it (a bridge outliving its canvas crashes QGIS).
+        self.bridge = QgsLayerTreeMapCanvasBridge(QgsProject.instance().layerTreeRoot(), self.canvas, self.canvas)
         self.toolbar = QToolBar("Plugins")
         self.window.addToolBar(self.toolbar)
         self.plugin_menus: dict[str, QMenu] = {}
