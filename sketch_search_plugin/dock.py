@@ -82,7 +82,7 @@ class SketchSearchDock(QgsDockWidget):
         self.width_spin.setValue(int(self.canvas.pen_width))
         self.width_spin.valueChanged.connect(lambda v: setattr(self.canvas, "pen_width", float(v)))
         self.canvas.changed.connect(self._update_buttons)
-        layout.addWidget(self.canvas, 3)
+        layout.addWidget(self.canvas, 2)
 
         where = QgsCollapsibleGroupBox("Where to search")
         form = QFormLayout(where)
@@ -152,8 +152,9 @@ class SketchSearchDock(QgsDockWidget):
 
         self.results = QListWidget()
         self.results.setIconSize(QSize(64, 64))
+        self.results.setMinimumHeight(160)  # about two matches with their thumbnails
         self.results.itemClicked.connect(self._zoom_to_item)
-        layout.addWidget(self.results, 2)
+        layout.addWidget(self.results, 3)
         self.export_button = QPushButton(icon("export"), "Export matches…")
         self.export_button.clicked.connect(self._export)
         layout.addWidget(self.export_button)
@@ -335,8 +336,11 @@ class SketchSearchDock(QgsDockWidget):
 
     def _on_done(self, task: SearchTask) -> None:
         self.task = None
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
+        if self.progress.maximum() == 0:  # still 'busy': the engine never reported tiles
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        elif not task.error and not task.was_cancelled:
+            self.progress.setValue(self.progress.maximum())  # the tile count of the finished search stays shown
         if task.error:
             self.status.setText(task.error)
             self._message(task.error, Qgis.Critical)
