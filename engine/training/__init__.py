@@ -1,0 +1,1 @@
+"""Training of MLAGT models: synthetic sketches, feature caches, losses, the resumable loop."""

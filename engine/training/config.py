@@ -1,0 +1,89 @@
+"""A training run's settings: one JSON file per run, copied into the run folder.
+
+Paths may use environment variables; $SKETCH_SEARCH_DATA defaults to ../shared/data beside the
+repository, where the project's data lives.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RealSketches:
+    """Real sketches declared for training: a class-folder tree and QUERYCLASS -> image class."""
+    dir: str
+    map: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    images: str  # class-folder tree of training images (AID layout, or RSketch's image/ side)
+    holdout: tuple[str, ...] = ()  # classes never trained on (the zero-shot protocol)
+    real_sketches: tuple[RealSketches, ...] = ()
+    per_class: int = 200  # images per class used for training (seeded choice)
+    views: int = 2  # augmented (image, synthetic sketch) pairs per image, cached once
+    model: str = "mlagt-lite0"  # a name in engine.model.CONFIGS
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init: str = "efficientnet_lite0"  # pretrained trunk: the packaged Lite0, a weights file, or ""
+    freeze_upto: int = 4  # trunk blocks 0..freeze_upto stay at their pretrained values (their output is cached)
+    seed: int = 0
+    steps: int = 1000
+    classes_per_batch: int = 16
+    pairs_per_class: int = 4
+    lr: float = 3e-4
+    lr_trunk: float = 1e-4
+    weight_decay: float = 0.05
+    warmup: int = 50
+    temperature: float = 0.07  # InfoNCE on the stage-1 CLS vectors
+    instance_weight: float = 0.5  # share of the InfoNCE target on the sketch's own image (rest: its class)
+    triplet_weight: float = 1.0  # MLAGT triplet on cross-attended CLS rows
+    triplet_margin: float = 1.0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.classes_per_batch < 2 or self.pairs_per_class < 1 or self.views < 1:
+            raise ValueError("steps, views and pairs_per_class must be >= 1 and classes_per_batch >= 2")
+        if self.per_class < self.pairs_per_class:
+            raise ValueError(f"per_class {self.per_class} is below pairs_per_class {self.pairs_per_class}")
+        if not 0.0 <= self.instance_weight <= 1.0:
+            raise ValueError("instance_weight must lie in [0, 1]")
+
+    def resolved(self, path: str) -> Path:
+        os.environ.setdefault("SKETCH_SEARCH_DATA", str(REPO.parent / "shared" / "data"))
+        p = Path(os.path.expandvars(os.path.expanduser(path)))
+        return p if p.is_absolute() else (REPO / p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        data["holdout"] = tuple(data.get("holdout", ()))
+        data["real_sketches"] = tuple(RealSketches(**r) for r in data.get("real_sketches", ()))
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config not found: {path}")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        except TypeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
