@@ -102,7 +102,7 @@ class SketchSearchDock(QgsDockWidget):
         form.addRow("Layer", self.extent_layer)
         layout.addWidget(where)
 
-        options = QgsCollapsibleGroupBox("Options")
+        options = self.options_box = QgsCollapsibleGroupBox("Options")
         options.setCollapsed(True)
         oform = QFormLayout(options)
         self.tile_sizes = QLineEdit("60, 120, 240")
@@ -195,6 +195,7 @@ class SketchSearchDock(QgsDockWidget):
 
     def _fill_devices(self) -> None:
         self._devices_filled = True
+        self._check_model()
         try:
             import torch
         except Exception:
@@ -206,6 +207,16 @@ class SketchSearchDock(QgsDockWidget):
             self.device.addItem("mps")
         self.device.addItem("cpu")
         self._show_device()
+
+    def _check_model(self) -> None:
+        """Says at once, not at the first search, when there is no model to search with."""
+        from .search_task import NoModelError, resolve_checkpoint
+
+        try:
+            resolve_checkpoint(self.checkpoint.filePath() or None)
+        except NoModelError as exc:
+            self.status.setText(str(exc))
+            self.options_box.setCollapsed(False)
 
     def _show_device(self, *_) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -18,16 +19,39 @@ from qgis.PyQt.QtCore import pyqtSignal
 LOG_TAG = "Sketch Search"
 THUMB = 96  # thumbnail side in pixels
 
-_embedders: dict = {}  # (checkpoint, device) -> Embedder: loading a model once per session is enough
+_embedders: dict = {}  # (checkpoint, mtime, device) -> Embedder
+
+
+class NoModelError(ValueError):
+    """No checkpoint chosen and no default model installed."""
+
+
+def resolve_checkpoint(checkpoint: str | None) -> Path:
+    """The checkpoint to use: the chosen file, else the shipped default model; plain errors if absent."""
+    from engine.embedder import default_checkpoint
+
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise NoModelError(f"The model checkpoint {path} does not exist: choose another file under Options → Model.")
+        return path
+    path = default_checkpoint()
+    if not path.is_file():
+        raise NoModelError("No default model is installed with the plugin. Choose a model checkpoint file "
+                           "(.safetensors, or an official .pth) under Options → Model.")
+    return path
 
 
 def get_embedder(checkpoint: str | None, device: str | None):
-    """The engine's encoder for a checkpoint (None = shipped default) on a device ('auto', 'cpu'...)."""
+    """The engine's encoder for a checkpoint (None = shipped default) on a device ('auto', 'cpu'...).
+    Cached per file version and device: loading a model once per session is enough."""
     from engine.embedder import Embedder
 
-    key = (checkpoint or "", device or "auto")
+    path = resolve_checkpoint(checkpoint)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, device or "auto")
     if key not in _embedders:
-        _embedders[key] = Embedder.from_checkpoint(checkpoint or None, None if device in (None, "auto") else device)
+        _embedders.clear()  # one model in memory at a time
+        _embedders[key] = Embedder.from_checkpoint(path, None if device in (None, "auto") else device)
     return _embedders[key]
 
 
@@ -39,7 +63,9 @@ def plain_message(exc: BaseException) -> str:
 
     if isinstance(exc, EmptySketchError):
         return "The sketch is empty: draw the object you are looking for first."
-    if isinstance(exc, (SearchError, CheckpointError, ValueError, FileNotFoundError)):
+    if isinstance(exc, CheckpointError):
+        return f"The model checkpoint cannot be used: {exc}"
+    if isinstance(exc, (SearchError, ValueError, FileNotFoundError)):
         return str(exc)
     if isinstance(exc, MemoryError):
         return "The search ran out of memory: search a smaller extent or fewer scales."

@@ -106,3 +106,41 @@ def test_processing_reports_plain_errors(provider, tmp_path, geotiff, tiny_check
         processing.run("sketchsearch:sketchsearch", {
             "SKETCH": str(blank), "LAYERS": [str(geotiff)], "TOP_K": 3, "TILE_SIZES": "64",
             "CHECKPOINT": str(tiny_checkpoint), "OUTPUT": "memory:"})
+
+
+def test_algorithm_works_inside_a_processing_model(provider, tmp_path, geotiff, tiny_checkpoint):
+    """What the model designer builds: a model whose child is Sketch search, fed by model inputs."""
+    import processing
+    from qgis.core import (QgsProcessingAlgorithm, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
+                           QgsProcessingModelParameter, QgsProcessingParameterFile,
+                           QgsProcessingParameterMultipleLayers, QgsProcessing)
+
+    alg = QgsApplication.processingRegistry().algorithmById("sketchsearch:sketchsearch")
+    assert not alg.flags() & QgsProcessingAlgorithm.FlagHideFromModeler
+    model = QgsProcessingModelAlgorithm("find planes", "tests")
+    model.addModelParameter(QgsProcessingParameterFile("sketch", "sketch"), QgsProcessingModelParameter("sketch"))
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("rasters", "rasters", QgsProcessing.TypeRaster),
+                            QgsProcessingModelParameter("rasters"))
+    child = QgsProcessingModelChildAlgorithm("sketchsearch:sketchsearch")
+    child.setChildId("search")
+    child.addParameterSources("SKETCH", [QgsProcessingModelChildParameterSource.fromModelParameter("sketch")])
+    child.addParameterSources("LAYERS", [QgsProcessingModelChildParameterSource.fromModelParameter("rasters")])
+    for name, value in (("TOP_K", 2), ("TILE_SIZES", "64"), ("STAGE2", False), ("CHECKPOINT", str(tiny_checkpoint))):
+        child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    output = QgsProcessingModelOutput("matches", "matches")
+    output.setChildOutputName("OUTPUT")
+    child.setModelOutputs({"matches": output})
+    model.addChildAlgorithm(child)
+    model.updateDestinationParameters()
+
+    canvas = SketchCanvas()
+    for stroke in plane_strokes():
+        canvas.add_stroke(stroke, width=8)
+    canvas.save_image(tmp_path / "plane.png")
+    out = tmp_path / "from_model.gpkg"
+    result = processing.run(model, {"sketch": str(tmp_path / "plane.png"), "rasters": [str(geotiff)],
+                                    "search:matches": str(out)})
+    layer = QgsVectorLayer(result["search:matches"], "m", "ogr")
+    assert layer.isValid() and 1 <= layer.featureCount() <= 2
+    assert sorted(f["rank"] for f in layer.getFeatures()) == list(range(1, layer.featureCount() + 1))

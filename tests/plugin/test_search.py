@@ -2,6 +2,8 @@
 refusal leave nothing behind; clicking a result zooms to it."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGraduatedSymbolRenderer,
                        QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
@@ -95,7 +97,10 @@ def test_cancel_leaves_nothing_behind(iface, tmp_path, tiny_checkpoint):
     task = dock.start_search()
     assert task is not None, dock.status.text()
     task.tilesProgress.connect(on_progress)
+    assert wait_for(lambda: bool(progress), 120)
+    cancelled_at = time.monotonic()
     assert wait_for(lambda: dock.task is None, 120)
+    assert time.monotonic() - cancelled_at < 10  # promptly: between two batches, not at the end
     assert progress, "the search never reported progress"
     assert progress[0][0] < progress[0][1]  # it was cancelled part-way, not after finishing
     assert task.was_cancelled and task.error is None and task.outcome.layer is None
@@ -131,4 +136,21 @@ def test_plain_words_for_user_errors(iface, geotiff, tiny_checkpoint):
     iface.canvas.setExtent(QgsRectangle(0, 0, 1000, 1000))  # far from the raster
     assert dock.start_search() is None
     assert "overlaps" in iface.messages[-1][1] or "outside" in iface.messages[-1][1]
+    dock.cleanup()
+
+
+def test_clear_message_without_a_model(iface, geotiff, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKETCH_SEARCH_CHECKPOINT", str(tmp_path / "not_installed.safetensors"))
+    dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
+    dock.checkpoint.setFilePath("")  # the shipped default, which is missing here
+    dock._check_model()
+    assert "No default model is installed" in dock.status.text() and not dock.options_box.isCollapsed()
+    assert dock.start_search() is None
+    assert "No default model is installed" in iface.messages[-1][1]
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"this is not a model")
+    dock.checkpoint.setFilePath(str(broken))
+    assert dock.start_search() is None
+    assert iface.messages[-1][1].startswith("The model checkpoint cannot be used")
+    assert dock.task is None
     dock.cleanup()
