@@ -36,6 +36,8 @@ assert qgis.utils.startPlugin("sketch_search_plugin")
 import engine, engine.search
 print("ENGINE", engine.__file__)
 print("NAME", qgis.utils.pluginMetadata("sketch_search_plugin", "name"))
+from qgis.PyQt.QtCore import QFile
+print("RESOURCES", QFile.exists(":/plugins/sketch_search_plugin/icon.svg"))
 print("ACTIONS", [a.text() for a in iface.toolbar.actions()])
 print("PROVIDER", QgsApplication.processingRegistry().providerById("sketchsearch") is not None)
 plugin = qgis.utils.plugins["sketch_search_plugin"]
@@ -68,6 +70,7 @@ def test_zip_installs_into_a_fresh_profile_and_loads(qgis_app, tmp_path):
     out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
     assert out["ENGINE"].startswith(str(plugins / "sketch_search_plugin" / "vendor" / "engine"))
     assert out["NAME"] == "Sketch Search"
+    assert out["RESOURCES"] == "True"  # the compiled resources.qrc is in the zip and registered
     assert out["ACTIONS"] == "['Sketch Search']"
     assert out["PROVIDER"] == "True"
     assert out["DOCK"] == "1"
