@@ -49,3 +49,15 @@ def test_dependency_check_passes_in_this_qgis(iface):
     assert plugin.check_dependencies() == []
     assert iface.messages == []  # nothing to complain about
     plugin.unload()
+
+
+def test_the_test_iface_only_offers_real_qgisinterface_methods(qgis_app):
+    """The stand-in iface must not invent API: each public method it has exists on QgisInterface,
+    so what the plugin calls on it, it can call on QGIS's real interface."""
+    from qgis.gui import QgisInterface
+
+    from .iface import MinimalIface
+
+    methods = [n for n in vars(MinimalIface) if not n.startswith("_") and callable(getattr(MinimalIface, n))]
+    assert len(methods) >= 12
+    assert [n for n in methods if not hasattr(QgisInterface, n)] == []
