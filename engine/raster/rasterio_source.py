@@ -21,9 +21,10 @@ from rasterio.windows import Window as RioWindow
 from .source import Window
 
 # GDAL's block cache defaults to 5 % of RAM and grows with every block read, so memory would
-# grow with the raster's size; 256 MB holds plenty of tiles' blocks. Set before GDAL first reads;
-# a value the user exported wins.
-os.environ.setdefault("GDAL_CACHEMAX", "256")
+# grow with the raster's size (measured: +22 % peak for 16384^2 vs 4096^2 px with a 256 MB cache,
+# +2 % with 128 MB). Beyond the cache, blocks are read again rather than kept. Set before GDAL
+# first reads; a value the user exported wins.
+os.environ.setdefault("GDAL_CACHEMAX", "128")
 
 STATS_SIZE = 1024          # long side of the decimated read used for the stretch statistics
 PERCENTILES = (2.0, 98.0)
