@@ -8,7 +8,7 @@ from typing import Callable
 
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsGeometry, QgsMapLayerProxyModel,
                        QgsMessageLog, QgsProject, QgsVectorLayer)
-from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
 from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
@@ -22,7 +22,8 @@ from .sketch_canvas import SketchCanvas, rgb_to_qimage
 
 # Ask before a search that computes more tiles than this (about a minute on a laptop CPU).
 CONFIRM_TILES = 3000
-EXTENT_CANVAS, EXTENT_LAYER, EXTENT_SELECTION = "Map canvas", "Extent of a layer", "Selected polygons"
+EXTENT_CANVAS, EXTENT_LAYER, EXTENT_SELECTION, EXTENT_DRAWN = (
+    "Map canvas", "Extent of a layer", "Selected polygons", "Rectangle drawn on the map")
 
 
 class SketchSearchDock(QgsDockWidget):
@@ -94,12 +95,18 @@ class SketchSearchDock(QgsDockWidget):
         self.layer_list.setMaximumHeight(90)
         form.addRow(self.layer_list)
         self.extent_mode = QComboBox()
-        self.extent_mode.addItems([EXTENT_CANVAS, EXTENT_LAYER, EXTENT_SELECTION])
+        self.extent_mode.addItems([EXTENT_CANVAS, EXTENT_LAYER, EXTENT_SELECTION, EXTENT_DRAWN])
         self.extent_mode.currentIndexChanged.connect(self._update_buttons)
         form.addRow("Extent", self.extent_mode)
         self.extent_layer = QgsMapLayerComboBox()
         self.extent_layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PolygonLayer)
         form.addRow("Layer", self.extent_layer)
+        self.draw_button = QPushButton("Draw a rectangle on the map")
+        self.draw_button.setCheckable(True)
+        self.draw_button.toggled.connect(self._draw_extent)
+        form.addRow(self.draw_button)
+        self.drawn_extent = None  # (QgsGeometry, crs wkt) of the last rectangle drawn
+        self.extent_tool = None
         layout.addWidget(where)
 
         options = self.options_box = QgsCollapsibleGroupBox("Options")
@@ -172,6 +179,7 @@ class SketchSearchDock(QgsDockWidget):
         self.redo_button.setEnabled(self.canvas.can_redo())
         self.layer_list.setEnabled(self.layers_mode.currentIndex() == 1)
         self.extent_layer.setEnabled(self.extent_mode.currentText() == EXTENT_LAYER)
+        self.draw_button.setEnabled(self.extent_mode.currentText() == EXTENT_DRAWN)
         self.search_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(self._result_layer() is not None)
@@ -226,6 +234,27 @@ class SketchSearchDock(QgsDockWidget):
         except Exception as exc:
             self.device_label.setText(str(exc))
 
+    # ---- extent drawn on the map ---------------------------------------------------------------
+    def _draw_extent(self, on: bool) -> None:
+        """Activates QGIS's rectangle tool on the map; the rectangle drawn becomes the extent."""
+        canvas = self.iface.mapCanvas()
+        if on:
+            if self.extent_tool is None:
+                self.extent_tool = QgsMapToolExtent(canvas)
+                self.extent_tool.extentChanged.connect(self._extent_drawn)
+                self.extent_tool.deactivated.connect(lambda: self.draw_button.setChecked(False))
+            canvas.setMapTool(self.extent_tool)
+        elif self.extent_tool is not None and canvas.mapTool() is self.extent_tool:
+            canvas.unsetMapTool(self.extent_tool)
+
+    def _extent_drawn(self, rect) -> None:
+        if rect.isEmpty():
+            return
+        crs = self.iface.mapCanvas().mapSettings().destinationCrs()
+        self.drawn_extent = (QgsGeometry.fromRect(rect), crs.toWkt())
+        self.status.setText(f"Search extent: {rect.width():.0f} x {rect.height():.0f} map units drawn on the map.")
+        self.draw_button.setChecked(False)
+
     # ---- sketch files -----------------------------------------------------------------------------
     def _load_sketch(self) -> None:
         name, _ = QFileDialog.getOpenFileName(self, "Load a sketch", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)")
@@ -261,6 +290,10 @@ class SketchSearchDock(QgsDockWidget):
             if layer is None:
                 raise inputs.InputError("Choose the layer whose extent to search.")
             return inputs.layer_extent(layer)
+        if mode == EXTENT_DRAWN:
+            if self.drawn_extent is None:
+                raise inputs.InputError("Draw the rectangle to search on the map first (button under Extent).")
+            return self.drawn_extent
         return inputs.selection_extent(self.iface.activeLayer())
 
     def options(self):
@@ -434,6 +467,10 @@ class SketchSearchDock(QgsDockWidget):
                 signal.disconnect(self._refresh_layers)
             except TypeError:
                 pass
+        if self.extent_tool is not None:
+            self.draw_button.setChecked(False)
+            self.extent_tool.deleteLater()
+            self.extent_tool = None
         if self.task is not None:
             self.task.on_done = None
             self.task.cancel()

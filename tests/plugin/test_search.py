@@ -154,3 +154,52 @@ def test_clear_message_without_a_model(iface, geotiff, tiny_checkpoint, tmp_path
     assert iface.messages[-1][1].startswith("The model checkpoint cannot be used")
     assert dock.task is None
     dock.cleanup()
+
+
+def test_extent_drawn_on_the_map_and_selected_polygons(iface, geotiff, tiny_checkpoint):
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
+    from qgis.gui import QgsMapMouseEvent
+    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+    from sketch_search_plugin import inputs
+    from sketch_search_plugin.dock import EXTENT_DRAWN, EXTENT_SELECTION
+
+    dock, raster = make_dock(iface, geotiff, tiny_checkpoint, canvas_crs="EPSG:32633")
+    iface.canvas.resize(400, 400)
+    iface.canvas.setExtent(raster.extent())
+    dock.extent_mode.setCurrentText(EXTENT_DRAWN)
+    with pytest.raises(inputs.InputError, match="Draw the rectangle"):
+        dock.chosen_extent()
+    dock.draw_button.setChecked(True)
+    assert iface.canvas.mapTool() is dock.extent_tool
+    # Drag with QGIS's own rectangle tool, as a user would.
+    tool = dock.extent_tool
+    for kind, point in ((QEvent.MouseButtonPress, QPoint(100, 100)), (QEvent.MouseMove, QPoint(300, 250)),
+                        (QEvent.MouseButtonRelease, QPoint(300, 250))):
+        event = QgsMapMouseEvent(iface.canvas, kind, point, Qt.LeftButton, Qt.LeftButton)
+        {QEvent.MouseButtonPress: tool.canvasPressEvent, QEvent.MouseMove: tool.canvasMoveEvent,
+         QEvent.MouseButtonRelease: tool.canvasReleaseEvent}[kind](event)
+    geometry, crs = dock.chosen_extent()
+    box = geometry.boundingBox()
+    corner = iface.canvas.getCoordinateTransform().toMapCoordinates(100, 100)
+    assert box.xMinimum() == pytest.approx(corner.x(), abs=1.0) and box.yMaximum() == pytest.approx(corner.y(), abs=1.0)
+    assert box.width() == pytest.approx(200 * iface.canvas.mapUnitsPerPixel(), rel=0.02)
+    assert not dock.draw_button.isChecked()
+
+    # Selected polygons of the active layer.
+    polygons = QgsVectorLayer("Polygon?crs=EPSG:32633", "areas", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromPolygonXY([[QgsPointXY(500010, 5000010), QgsPointXY(500100, 5000010),
+                                                     QgsPointXY(500100, 5000100), QgsPointXY(500010, 5000010)]]))
+    polygons.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(polygons)
+    dock.extent_mode.setCurrentText(EXTENT_SELECTION)
+    iface.active_layer = polygons
+    with pytest.raises(inputs.InputError, match="No polygon is selected"):
+        dock.chosen_extent()
+    polygons.selectAll()
+    geometry, crs = dock.chosen_extent()
+    assert geometry.area() == pytest.approx(90 * 90 / 2)
+    task = run_to_end(dock)
+    assert task.error is None, task.error
+    dock.cleanup()
