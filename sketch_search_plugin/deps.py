@@ -103,6 +103,19 @@ def python_executable() -> str:
     return found
 
 
+def pip_problem() -> str | None:
+    """None when QGIS's Python can run pip; otherwise what the user should do instead."""
+    try:
+        proc = subprocess.run([python_executable(), "-m", "pip", "--version"], capture_output=True, text=True,
+                              timeout=60)
+    except Exception as exc:
+        return f"cannot run QGIS's Python to install packages: {exc}"
+    if proc.returncode != 0:
+        return ("pip is not available for QGIS's Python. Install it first (Debian/Ubuntu: "
+                "sudo apt install python3-pip; Windows/macOS: it ships with QGIS), then try again.")
+    return None
+
+
 def install_command(problems: list[Problem]) -> list[str]:
     requirements = pinned_requirements(sorted({p.requirement for p in problems}))
     return [python_executable(), "-m", "pip", "install", "--disable-pip-version-check", "--upgrade",

@@ -88,6 +88,10 @@ class SketchSearchPlugin:
         return problems
 
     def offer_install(self, problems) -> None:
+        no_pip = deps.pip_problem()
+        if no_pip:
+            QMessageBox.warning(self.iface.mainWindow(), "Sketch Search", no_pip)
+            return
         cmd = " ".join(deps.install_command(problems))
         answer = QMessageBox.question(
             self.iface.mainWindow(), "Install Sketch Search dependencies",

@@ -41,3 +41,7 @@ def test_activate_appends_the_folder_after_qgis_packages(qgis_app, tmp_path, mon
     assert sys.path[-1] == str(folder)  # QGIS's own numpy/GDAL keep priority
     deps.activate()
     assert sys.path.count(str(folder)) == 1
+
+
+def test_pip_runs_for_this_python(qgis_app):
+    assert deps.pip_problem() is None  # this QGIS's Python has pip: the install offer can go ahead
