@@ -212,56 +212,75 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
                options: SearchOptions | None = None, progress: ProgressFn | None = None,
                is_cancelled: CancelFn | None = None) -> SearchResult:
     """search() with counts of computed / cached / skipped tiles (for tests, logs and benchmarks)."""
-    from .index.build import Cancelled, compute_layers, tokens_for
-    from .ranking import merge_hits, stage1_topk, stage2_scores
-    from .tiling import reproject
-
     t0 = time.perf_counter()
     options = options or SearchOptions()
     if options.top_k < 1:
         raise SearchError(f"top-k must be at least 1, got {options.top_k}")
     sk = embedder.embed_sketches([sketch], with_tokens=options.stage2)  # fails early on an empty sketch
     layers, _ = plan(embedder, sources, extent, options)
-    todo = sum(len(l.todo) for l in layers)
-    if todo > options.max_tiles:
-        est = _estimate(embedder, layers, [])
-        raise TooManyTiles(f"this search would compute {est.describe()}, more than the limit of "
-                           f"{options.max_tiles}: narrow the extent, use fewer or larger tile sizes, "
-                           f"or raise the limit (--max-tiles)")
-    try:
-        computed, skipped = compute_layers(layers, embedder, options.min_valid, options.stage2, progress, is_cancelled)
-    except Cancelled as exc:
-        raise SearchCancelled(str(exc)) from None
+    computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "this search")
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
 
-    # Stage 1 over every layer, then the best candidates overall.
-    n_cand = max(options.candidates, 10 * options.top_k)
-    hits = []  # (score, layer index, tile)
-    for li, layer in enumerate(layers):
-        from .index.store import EMBEDDED
-        rows = layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED]
-        ids, scores = stage1_topk(sk.cls[0], layer.entry.cls, n_cand, rows)
-        hits += [(float(s), li, int(t)) for s, t in zip(scores, ids)]
-    hits.sort(key=lambda h: -h[0])
-    hits = hits[:n_cand]
-    if not hits:
-        return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)
-
-    if options.stage2:
+    hits = _stage1(sk.cls[0], layers, max(options.candidates, 10 * options.top_k))
+    if hits and options.stage2:
+        if is_cancelled and is_cancelled():
+            raise SearchCancelled("cancelled before re-ranking (tiles kept in the index)")
         if progress:
-            progress(todo, todo, f"re-ranking {len(hits)} candidates")
-        rescored = []
-        for li in sorted({h[1] for h in hits}):
-            tiles = np.array([h[2] for h in hits if h[1] == li], np.int64)
-            tokens = tokens_for(layers[li], tiles, embedder, options.min_valid)
-            scores = stage2_scores(embedder, sk.tokens[0], tokens)
-            rescored += [(float(s), li, int(t)) for s, t in zip(scores, tiles)]
-        hits = sorted(rescored, key=lambda h: -h[0])
+            progress(1, 1, f"re-ranking {len(hits)} candidates")
+        hits = _stage2(embedder, sk.tokens[0], layers, hits, options.min_valid)
+    matches = _merge(hits, layers, options)
+    return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
 
-    # Polygons in the output CRS, then merging of overlapping hits across tiles, scales, rasters.
-    out_crs = options.output_crs or layers[0].source.crs_wkt
-    from .tiling import parse_crs
-    out_wkt = parse_crs(out_crs).to_wkt()
+
+def _compute(embedder, layers, options, progress, is_cancelled, what: str) -> tuple[int, int]:
+    """Embed the tiles not in the index yet, within the max_tiles limit."""
+    from .index.build import Cancelled, compute_layers
+
+    todo = sum(len(l.todo) for l in layers)
+    if todo > options.max_tiles:
+        raise TooManyTiles(f"{what} would compute {_estimate(embedder, layers, []).describe()}, more than the "
+                           f"limit of {options.max_tiles}: narrow the extent, use fewer or larger tile sizes, "
+                           f"or raise the limit (--max-tiles)")
+    try:
+        return compute_layers(layers, embedder, options.min_valid, options.stage2, progress, is_cancelled)
+    except Cancelled as exc:
+        raise SearchCancelled(str(exc)) from None
+
+
+def _stage1(query: np.ndarray, layers, n: int) -> list[tuple[float, int, int]]:
+    """The n best (score, layer index, tile) over all layers by global-vector similarity."""
+    from .index.store import EMBEDDED
+    from .ranking import stage1_topk
+
+    hits = []
+    for li, layer in enumerate(layers):
+        rows = layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED]
+        ids, scores = stage1_topk(query, layer.entry.cls, n, rows)
+        hits += [(float(s), li, int(t)) for s, t in zip(scores, ids)]
+    return sorted(hits, key=lambda h: -h[0])[:n]
+
+
+def _stage2(embedder, sketch_tokens, layers, hits, min_valid: float) -> list[tuple[float, int, int]]:
+    """The candidates re-scored by cross-attention on (sketch, tile) token pairs, best first."""
+    from .index.build import tokens_for
+    from .ranking import stage2_scores
+
+    rescored = []
+    for li in sorted({h[1] for h in hits}):
+        tiles = np.array([h[2] for h in hits if h[1] == li], np.int64)
+        scores = stage2_scores(embedder, sketch_tokens, tokens_for(layers[li], tiles, embedder, min_valid))
+        rescored += [(float(s), li, int(t)) for s, t in zip(scores, tiles)]
+    return sorted(rescored, key=lambda h: -h[0])
+
+
+def _merge(hits, layers, options: SearchOptions) -> list[Match]:
+    """Polygons in the output CRS; overlapping hits across tiles, scales and rasters become one match."""
+    from .ranking import merge_hits
+    from .tiling import parse_crs, reproject
+
+    if not hits:
+        return []
+    out_wkt = parse_crs(options.output_crs or layers[0].source.crs_wkt).to_wkt()
     polys = np.empty(len(hits), dtype=object)
     for li in sorted({h[1] for h in hits}):
         idx = [i for i, h in enumerate(hits) if h[1] == li]
@@ -272,31 +291,21 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
     groups = merge_hits(polys, scores, options.merge_iou, options.merge_containment, limit=options.top_k)
     matches = []
     for rank, group in enumerate(groups, start=1):
-        best = hits[group[0]]
-        layer = layers[best[1]]
-        matches.append(Match(polys[group[0]], out_wkt, rank, best[0], layer.source.name,
-                             layer.grid.tile_m, len(group)))
-    return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
+        score, li, _ = hits[group[0]]
+        layer = layers[li]
+        matches.append(Match(polys[group[0]], out_wkt, rank, score, layer.source.name, layer.grid.tile_m, len(group)))
+    return matches
 
 
 def build_index(embedder, sources: Sequence, extent: Extent | None = None, options: SearchOptions | None = None,
                 progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None) -> SearchResult:
     """Compute and store the tiles of a future search ahead of time (no sketch needed).
     Tokens for stage 2 are stored too when options.stage2; max_tiles applies as in a search."""
-    from .index.build import Cancelled, compute_layers
-
     t0 = time.perf_counter()
     options = options or SearchOptions()
     if not options.use_index:
         raise SearchError("building an index needs an index folder (use_index=False given)")
     layers, _ = plan(embedder, sources, extent, options)
-    todo = sum(len(l.todo) for l in layers)
-    if todo > options.max_tiles:
-        raise TooManyTiles(f"building would compute {_estimate(embedder, layers, []).describe()}, more than the "
-                           f"limit of {options.max_tiles}: raise it with --max-tiles")
-    try:
-        computed, skipped = compute_layers(layers, embedder, options.min_valid, options.stage2, progress, is_cancelled)
-    except Cancelled as exc:
-        raise SearchCancelled(str(exc)) from None
+    computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building")
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)
