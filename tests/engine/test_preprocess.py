@@ -68,3 +68,14 @@ def test_files_on_disk(tmp_path):
 def test_image_normalisation():
     t = preprocess_image(np.full((10, 10, 3), 255, np.uint8), size=10, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
     assert torch.allclose(t[:, 0, 0], torch.tensor([2.0, 1.0, 0.5]))
+
+
+def test_faint_pencil_strokes_are_cropped_as_a_whole():
+    """Light-grey strokes (R+G+B > 300 everywhere, as in several real Earth-on-Canvas sketches) must
+    not be taken for an empty sketch, and the crop must hold the whole drawing."""
+    grey = (150, 150, 150)  # sum 450: no pixel passes the official threshold
+    faint = preprocess_sketch(_strokes(ink=grey))
+    dark = preprocess_sketch(_strokes())
+    ink_faint, ink_dark = (faint.mean(0) < 0.6).numpy(), (dark.mean(0) < 0).numpy()
+    assert ink_faint.any()
+    assert (ink_faint == ink_dark).mean() > 0.97  # same framing as the same drawing in black
