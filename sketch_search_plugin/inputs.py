@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsMapLayer, QgsProject, QgsRasterLayer,
-                       QgsRectangle, QgsVectorLayer)
+from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer,
+                       QgsWkbTypes)
 
 from .qgis_source import source_for_layer
 
@@ -49,7 +49,7 @@ def layer_extent(layer: QgsMapLayer) -> tuple[QgsGeometry, str]:
 
 def selection_extent(layer: QgsMapLayer | None) -> tuple[QgsGeometry, str]:
     """The union of the selected polygons of a vector layer."""
-    if not isinstance(layer, QgsVectorLayer) or layer.geometryType() != 2:  # 2 = polygon
+    if not isinstance(layer, QgsVectorLayer) or layer.geometryType() != QgsWkbTypes.PolygonGeometry:
         raise InputError("Select one or more polygons in a polygon layer (and make it the active layer) first.")
     geometries = [f.geometry() for f in layer.selectedFeatures() if f.hasGeometry()]
     if not geometries:
