@@ -100,15 +100,15 @@ dock.tile_sizes.setText(f"{px * res:.0f}")
 dock.top_k.setValue(5)
 dock.checkpoint.setFilePath(str(checkpoint))
 dock.confirm = lambda text: True
-task = dock.start_search()
-if task is None:
+if dock.start_search() is None:
     sys.exit(f"screenshot: the search did not start: {iface.messages}")
 end = time.monotonic() + 300
 while dock.task is not None and time.monotonic() < end:
     QCoreApplication.processEvents()
     time.sleep(0.02)
-if task.error or task.outcome.layer is None:
-    sys.exit(f"screenshot: the search failed: {task.error}")
+task = dock.search_task
+if task is None or task.error or task.outcome.layer is None:
+    sys.exit(f"screenshot: the search failed: {dock.status.text()}")
 dock.results.setCurrentRow(0)
 iface.canvas.setExtent(layer.extent())
 iface.canvas.refresh()

@@ -2,6 +2,7 @@
 progress, and the ranked list of matches."""
 from __future__ import annotations
 
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,8 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpin
 
 from . import inputs
 from .theme import icon
-from .search_task import LOG_TAG, SearchRequest, SearchTask, get_embedder, plain_message
+from .search_task import (LOG_TAG, NoModelError, PrepareTask, SearchRequest, SearchTask, plain_message,
+                          resolve_checkpoint)
 from .sketch_canvas import SketchCanvas, rgb_to_qimage
 
 # Ask before a search that computes more tiles than this (about a minute on a laptop CPU).
@@ -31,7 +33,8 @@ class SketchSearchDock(QgsDockWidget):
         super().__init__("Sketch Search", parent)
         self.setObjectName("SketchSearchDock")
         self.iface = iface
-        self.task: SearchTask | None = None
+        self.task: PrepareTask | SearchTask | None = None  # the running step, if any
+        self.search_task: SearchTask | None = None  # the last search launched
         self.last_layer_id: str | None = None
         self.sketch_label = "sketch"
         # Asked before large searches; tests replace it with a function returning True/False.
@@ -318,54 +321,60 @@ class SketchSearchDock(QgsDockWidget):
                              extent=inputs.engine_extent(*extent), options=self.options(),
                              checkpoint=self.checkpoint.filePath() or None, device=self.device.currentText())
 
-    def _check_size(self, request: SearchRequest) -> SearchRequest | None:
-        """Estimates the search; asks before a large one. None = the user declined."""
-        from engine.search import estimate
-
-        embedder = get_embedder(request.checkpoint, request.device)
-        self.device_label.setText(embedder.device_description)
-        try:
-            est = estimate(embedder, request.sources, request.extent, request.options)
-        except NotImplementedError:
-            return request  # engine without estimates: its own max_tiles guard still applies
-        if est.to_compute <= CONFIRM_TILES and est.to_compute <= request.options.max_tiles:
-            return request
-        if not self.confirm(f"This search covers {est.describe()}.\nStart it?"):
-            return None
-        if est.to_compute > request.options.max_tiles:
-            request.options = replace(request.options, max_tiles=est.to_compute)
-        return request
-
     def _ask(self, text: str) -> bool:
         return QMessageBox.question(self, "Large search", text, QMessageBox.Yes | QMessageBox.No,
                                     QMessageBox.No) == QMessageBox.Yes
 
-    def start_search(self) -> SearchTask | None:
+    def start_search(self) -> PrepareTask | None:
+        """Checks the inputs (at once, in plain words), then loads the model and estimates the
+        search in the background; _prepared() asks before a large search and launches it.
+        Returns the preparing task, or None when nothing was started."""
         if self.task is not None:
             return None
         try:
-            QgsApplication.setOverrideCursor(Qt.WaitCursor)
-            try:
-                request = self._check_size(self.build_request())
-            finally:
-                QgsApplication.restoreOverrideCursor()
-        except inputs.InputError as exc:
+            request = self.build_request()
+            resolve_checkpoint(request.checkpoint)
+        except (inputs.InputError, NoModelError) as exc:
             self._message(str(exc), Qgis.Warning)
             return None
         except Exception as exc:
             self._message(plain_message(exc), Qgis.Critical)
-            import traceback
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
             return None
-        if request is None:
-            return None
-        self.task = SearchTask(request, on_done=self._on_done)
-        self.task.tilesProgress.connect(self._on_progress)
+        self.search_task = None
+        self.task = PrepareTask(request, on_done=self._prepared)
         self.progress.setRange(0, 0)  # busy until the engine reports a tile count
-        self.status.setText("Loading the model and reading the imagery…")
+        self.status.setText("Loading the model and estimating the search…")
         self._update_buttons()
         QgsApplication.taskManager().addTask(self.task)
         return self.task
+
+    def _prepared(self, prep: PrepareTask) -> None:
+        self.task = None
+        if prep.device:
+            self.device_label.setText(prep.device)
+        request, est = prep.request, prep.estimate
+        if prep.error or prep.was_cancelled:
+            self._finish_failed(prep.error)
+            return
+        if est is not None and (est.to_compute > CONFIRM_TILES or est.to_compute > request.options.max_tiles):
+            if not self.confirm(f"This search covers {est.describe()}.\nStart it?"):
+                self._finish_failed(None, "Search not started.")
+                return
+            if est.to_compute > request.options.max_tiles:
+                request.options = replace(request.options, max_tiles=est.to_compute)
+        self.search_task = self.task = SearchTask(request, on_done=self._on_done)
+        self.task.tilesProgress.connect(self._on_progress)
+        self.status.setText(f"Searching: {est.describe()}" if est is not None else "Searching…")
+        self._update_buttons()
+        QgsApplication.taskManager().addTask(self.task)
+
+    def _finish_failed(self, error: str | None, text: str = "Search cancelled; nothing was added to the map.") -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText(error or text)
+        self._message(error or text, Qgis.Critical if error else Qgis.Info)
+        self._update_buttons()
 
     def cancel_search(self) -> None:
         if self.task is not None:
@@ -380,24 +389,17 @@ class SketchSearchDock(QgsDockWidget):
 
     def _on_done(self, task: SearchTask) -> None:
         self.task = None
+        if task.error or task.was_cancelled or task.outcome.layer is None:
+            self._finish_failed(task.error)
+            return
         if self.progress.maximum() == 0:  # still 'busy': the engine never reported tiles
             self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-        elif not task.error and not task.was_cancelled:
-            self.progress.setValue(self.progress.maximum())  # the tile count of the finished search stays shown
-        if task.error:
-            self.status.setText(task.error)
-            self._message(task.error, Qgis.Critical)
-        elif task.was_cancelled or task.outcome.layer is None:
-            self.status.setText("Search cancelled; nothing was added to the map.")
-            self._message("Search cancelled; nothing was added to the map.", Qgis.Info)
-        else:
-            self.last_layer_id = task.outcome.layer.id()
-            self._show_results(task)
-            text = (f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s "
-                    f"({task.outcome.device}).")
-            self.status.setText(text)
-            self._message(text, Qgis.Success)
+        self.progress.setValue(self.progress.maximum())  # the finished search's tile count stays shown
+        self.last_layer_id = task.outcome.layer.id()
+        self._show_results(task)
+        text = f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s ({task.outcome.device})."
+        self.status.setText(text)
+        self._message(text, Qgis.Success)
         self._update_buttons()
 
     # ---- results -----------------------------------------------------------------------------------

@@ -193,3 +193,45 @@ class SearchTask(QgsTask):
             QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
         if self.on_done is not None:
             self.on_done(self)
+
+
+class PrepareTask(QgsTask):
+    """Before a search, in the background too: loads the model (the first time: PyTorch and the
+    weights, seconds) and estimates the tile count and time, so the dock can ask before a large one."""
+
+    def __init__(self, request: SearchRequest, on_done: Callable[["PrepareTask"], None] | None = None):
+        super().__init__("Sketch search: preparing", QgsTask.CanCancel)
+        self.request = request
+        self.on_done = on_done
+        self.estimate = None  # engine.search.Estimate, or None when the engine gives none
+        self.device = ""
+        self.error: str | None = None
+        self.details: str | None = None
+        self.was_cancelled = False
+
+    def run(self) -> bool:
+        try:
+            from engine.search import estimate
+
+            embedder = get_embedder(self.request.checkpoint, self.request.device)
+            self.device = embedder.device_description
+            if self.isCanceled():
+                return False
+            try:
+                self.estimate = estimate(embedder, list(self.request.sources), self.request.extent,
+                                         self.request.options)
+            except NotImplementedError:
+                self.estimate = None  # the search's own max_tiles guard still applies
+            return not self.isCanceled()
+        except Exception as exc:
+            self.error = plain_message(exc)
+            self.details = traceback.format_exc()
+            return False
+
+    def finished(self, result: bool) -> None:
+        if not result and not self.error:
+            self.was_cancelled = True
+        if self.details:
+            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
+        if self.on_done is not None:
+            self.on_done(self)

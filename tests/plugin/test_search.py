@@ -33,10 +33,11 @@ def make_dock(iface, raster_path, checkpoint, canvas_crs="EPSG:3857"):
 
 
 def run_to_end(dock, timeout=120):
-    task = dock.start_search()
-    assert task is not None, dock.status.text()
+    """Starts a search (preparing, then searching, both in background tasks) and waits for its end."""
+    assert dock.start_search() is not None, dock.status.text()
     assert wait_for(lambda: dock.task is None, timeout), "the search did not finish in time"
-    return task
+    assert dock.search_task is not None, dock.status.text()
+    return dock.search_task
 
 
 def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint):
@@ -94,8 +95,9 @@ def test_cancel_leaves_nothing_behind(iface, tmp_path, tiny_checkpoint):
             dock.cancel_search()
 
     before = set(QgsProject.instance().mapLayers())
-    task = dock.start_search()
-    assert task is not None, dock.status.text()
+    assert dock.start_search() is not None, dock.status.text()
+    assert wait_for(lambda: dock.search_task is not None, 120), dock.status.text()
+    task = dock.search_task
     task.tilesProgress.connect(on_progress)
     assert wait_for(lambda: bool(progress), 120)
     cancelled_at = time.monotonic()
@@ -117,9 +119,11 @@ def test_large_search_asks_first_and_declining_starts_nothing(iface, tmp_path, t
     dock.tile_sizes.setText("24")
     questions = []
     dock.confirm = lambda text: questions.append(text) or False
-    assert dock.start_search() is None
+    assert dock.start_search() is not None  # the estimate runs in the background, then asks
+    assert wait_for(lambda: dock.task is None, 120)
     assert len(questions) == 1 and "tiles" in questions[0]
-    assert dock.task is None
+    assert dock.search_task is None and "not started" in dock.status.text()
+    assert dock.search_button.isEnabled()
     dock.cleanup()
 
 
@@ -150,9 +154,10 @@ def test_clear_message_without_a_model(iface, geotiff, tiny_checkpoint, tmp_path
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"this is not a model")
     dock.checkpoint.setFilePath(str(broken))
-    assert dock.start_search() is None
+    assert dock.start_search() is not None  # the file exists; loading it fails in the background
+    assert wait_for(lambda: dock.task is None, 60)
     assert iface.messages[-1][1].startswith("The model checkpoint cannot be used")
-    assert dock.task is None
+    assert dock.search_task is None and dock.search_button.isEnabled()
     dock.cleanup()
 
 

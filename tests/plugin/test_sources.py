@@ -119,9 +119,10 @@ def test_search_over_an_xyz_layer_in_a_background_task(iface, tmp_path, tiny_che
     dock.tile_sizes.setText(f"{200 * res * math.cos(math.radians(46)):.0f}")  # ~200 px tiles on the ground
     for stroke in plane_strokes():
         dock.canvas.add_stroke(stroke, width=8)
-    task = dock.start_search()
-    assert task is not None, iface.messages
+    assert dock.start_search() is not None, iface.messages
     assert wait_for(lambda: dock.task is None, 120)
+    task = dock.search_task
+    assert task is not None, dock.status.text()
     assert task.error is None, task.error
     result = task.outcome.layer
     assert result is not None and result.featureCount() >= 1
