@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export SKETCH_SEARCH_DATA=${SKETCH_SEARCH_DATA:-../shared/data}
 export SKETCH_SEARCH_INDEX=${SKETCH_SEARCH_INDEX:-build/screenshot/index}
+rm -rf build/screenshot/index  # a fresh index: the screenshot shows tiles being computed
 mkdir -p build/screenshot docs
 command -v xvfb-run >/dev/null || { echo "screenshot: xvfb-run not found (apt-get install xvfb, or make setup)" >&2; exit 1; }
 QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" "$PY" - <<'PYEOF'

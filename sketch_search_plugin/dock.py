@@ -35,6 +35,7 @@ class SketchSearchDock(QgsDockWidget):
         self.iface = iface
         self.task: PrepareTask | SearchTask | None = None  # the running step, if any
         self.search_task: SearchTask | None = None  # the last search launched
+        self.estimate = None  # engine.search.Estimate of the last search launched
         self.last_layer_id: str | None = None
         self.sketch_label = "sketch"
         # Asked before large searches; tests replace it with a function returning True/False.
@@ -363,6 +364,7 @@ class SketchSearchDock(QgsDockWidget):
                 return
             if est.to_compute > request.options.max_tiles:
                 request.options = replace(request.options, max_tiles=est.to_compute)
+        self.estimate = est
         self.search_task = self.task = SearchTask(request, on_done=self._on_done)
         self.task.tilesProgress.connect(self._on_progress)
         self.status.setText(f"Searching: {est.describe()}" if est is not None else "Searching…")
@@ -382,8 +384,9 @@ class SketchSearchDock(QgsDockWidget):
             self.task.cancel()
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        if total > 0:  # (0, 0) comes with messages about steps that compute no tiles
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
         if message:
             self.status.setText(message)
 
@@ -392,12 +395,15 @@ class SketchSearchDock(QgsDockWidget):
         if task.error or task.was_cancelled or task.outcome.layer is None:
             self._finish_failed(task.error)
             return
-        if self.progress.maximum() == 0:  # still 'busy': the engine never reported tiles
+        if self.estimate is not None and self.estimate.to_compute == 0:  # every tile came from the index
+            self.progress.setRange(0, max(self.estimate.tiles, 1))
+        elif self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
         self.progress.setValue(self.progress.maximum())  # the finished search's tile count stays shown
         self.last_layer_id = task.outcome.layer.id()
         self._show_results(task)
-        text = f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s ({task.outcome.device})."
+        tiles = f", {self.estimate.tiles} tiles ({self.estimate.cached} from the index)" if self.estimate else ""
+        text = f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s{tiles} on {task.outcome.device}."
         self.status.setText(text)
         self._message(text, Qgis.Success)
         self._update_buttons()

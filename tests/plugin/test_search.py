@@ -79,6 +79,12 @@ def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint
     last = feats[-1].geometry().boundingBox()
     assert iface.canvas.extent().contains(last) and iface.canvas.extent().width() < 8 * last.width()  # zoomed in, with context
     assert any("matches in" in text for _, text, _ in iface.messages)
+    # The same search again reads every tile from the index and gives the same ranking.
+    first = [(f["rank"], round(f["score"], 5)) for f in feats]
+    again = run_to_end(dock).outcome.layer
+    assert dock.estimate.tiles > 0 and dock.estimate.cached == dock.estimate.tiles
+    assert dock.progress.value() == dock.progress.maximum() == dock.estimate.tiles
+    assert sorted((f["rank"], round(f["score"], 5)) for f in again.getFeatures()) == first
     dock.cleanup()
 
 
