@@ -63,6 +63,8 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True,
                    help="re-rank the best candidates with cross-attention (default: on)")
+    p.add_argument("--estimate", action="store_true",
+                   help="only print the tile count and expected time of this search, then stop")
     p.add_argument("--candidates", type=int, default=100, metavar="N",
                    help="stage-1 candidates re-ranked and merged (at least 10 x top-k; default: %(default)s)")
     add_raster_options(p)
@@ -160,6 +162,8 @@ def run(args) -> int:
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.estimate:
+        return run_estimate(args)
     out = check_output(args.out, args.overwrite)  # before any work
     sketch = load_array(Path(args.sketch))
     sources, extent, options = open_inputs(args)
@@ -175,6 +179,26 @@ def run(args) -> int:
                   overwrite=args.overwrite)
     print(f"wrote {len(result.matches)} matches to {out} ({result.computed} tiles computed, "
           f"{result.cached} from the index, {result.seconds:.1f} s)")
+    return 0
+
+
+def run_estimate(args) -> int:
+    from ..embedder import Embedder
+    from ..index.store import TileIndexError
+    from ..search import SearchError, estimate
+    from . import UserError
+
+    sources, extent, options = open_inputs(args)
+    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    try:
+        est = estimate(embedder, sources, extent, options)
+    except (SearchError, TileIndexError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"{est.describe()} on {embedder.device_description}")
+    for line in est.skipped_scales:
+        print(f"note: {line}")
+    if est.to_compute > options.max_tiles:
+        print(f"note: more than --max-tiles {options.max_tiles}; the search would refuse to run")
     return 0
 
 

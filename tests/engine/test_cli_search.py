@@ -137,3 +137,12 @@ def test_within_polygon_file_limits_the_search(tmp_path, base, capsys):
     with fiona.open(out) as layer:
         assert all(box(500000, 4000000 - 60, 500060, 4000000).intersects(shape(f["geometry"])) for f in layer)
     assert "5 tiles computed" in stdout  # 4 tiles of 60 m and 1 of 120 m touch the square
+
+
+def test_estimate_prints_counts_and_writes_nothing(tmp_path, base, capsys):
+    out = tmp_path / "never.gpkg"
+    code, stdout, err = _run(base + ["--out", str(out), "--estimate"], capsys)
+    assert code == 0, err
+    assert stdout.startswith("41 tiles (0 in the index, 41 to compute, about ") and not out.exists()
+    code, stdout, _ = _run(base + ["--out", str(out), "--estimate", "--tile-size", "4", "60"], capsys)
+    assert "note: rgb.tif: 4 m tiles are too small" in stdout
