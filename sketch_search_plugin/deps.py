@@ -8,6 +8,7 @@ against NumPy 1.x.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -57,10 +58,18 @@ def activate() -> None:
         importlib.invalidate_caches()
 
 
-def check() -> list[Problem]:
-    """Every dependency that does not import (or imports at an unusable version)."""
+def check(quick: bool = False) -> list[Problem]:
+    """Every dependency that does not import (or imports at an unusable version).
+
+    quick=True only looks the modules up without importing them: QGIS start-up must not wait for
+    PyTorch to load. The full check runs when the dock opens or the algorithm runs.
+    """
     problems = []
     for module, requirement, why in MODULES:
+        if quick:
+            if importlib.util.find_spec(module) is None:
+                problems.append(Problem(module, requirement, f"{module} ({why}) is not installed"))
+            continue
         try:
             mod = importlib.import_module(module)
         except Exception as exc:  # ImportError, but also broken binary modules raising others

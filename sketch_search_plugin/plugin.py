@@ -20,6 +20,7 @@ class SketchSearchPlugin:
         self.dock = None
         self.provider = None
         self.install_task = None
+        self.startup_check: QTimer | None = None
 
     def initGui(self) -> None:  # noqa: N802 (QGIS API)
         self.action = QAction(icon("plugin"), "Sketch Search", self.iface.mainWindow())
@@ -30,7 +31,12 @@ class SketchSearchPlugin:
         self.iface.addRasterToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.init_processing()
-        QTimer.singleShot(0, self.check_dependencies)  # after QGIS has finished loading plugins
+        # After QGIS has finished loading plugins; only a look-up, PyTorch loads when first needed.
+        # Our own timer, stopped on unload: a check firing after an unload would touch a dead iface.
+        self.startup_check = QTimer()
+        self.startup_check.setSingleShot(True)
+        self.startup_check.timeout.connect(lambda: self.check_dependencies(quick=True))
+        self.startup_check.start(0)
 
     def initProcessing(self) -> None:  # noqa: N802 (called by QGIS for hasProcessingProvider=yes)
         self.init_processing()
@@ -43,6 +49,9 @@ class SketchSearchPlugin:
             QgsApplication.processingRegistry().addProvider(self.provider)
 
     def show_dock(self, visible: bool = True) -> None:
+        if visible and self.dock is None and self.check_dependencies():
+            self.action.setChecked(False)  # the message bar says what is missing and offers to install
+            return
         if visible and self.dock is None:
             from .dock import SketchSearchDock
 
@@ -57,6 +66,9 @@ class SketchSearchPlugin:
             self.action.setChecked(visible)
 
     def unload(self) -> None:
+        if self.startup_check is not None:
+            self.startup_check.stop()
+            self.startup_check = None
         if self.dock is not None:
             self.dock.cleanup()
             self.iface.removeDockWidget(self.dock)
@@ -72,8 +84,9 @@ class SketchSearchPlugin:
             self.provider = None
 
     # ---- dependencies ---------------------------------------------------------------------------
-    def check_dependencies(self) -> list:
-        problems = deps.check()
+    def check_dependencies(self, quick: bool = False) -> list:
+        """Says in the message bar what is missing, with an Install button. Returns the problems."""
+        problems = deps.check(quick)
         if not problems:
             return problems
         for p in problems:

@@ -56,7 +56,12 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             self.OUTPUT, "Sketch matches", QgsProcessing.TypeVectorPolygon))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from engine.search import Extent, SearchCancelled, SearchError, SearchOptions, search
+        try:
+            from engine.search import Extent, SearchCancelled, SearchError, SearchOptions, search
+        except ImportError as exc:
+            raise QgsProcessingException(
+                f"Sketch Search's Python dependencies are missing ({exc}). Open the Sketch Search dock "
+                "(Raster menu) to install them.") from None
 
         from ..inputs import InputError, build_sources, to_shapely
         from ..result_layer import result_fields

@@ -16,6 +16,28 @@ def test_missing_module_is_reported_in_plain_words(qgis_app, monkeypatch):
     problems = deps.check()
     assert [p.module for p in problems] == ["no_such_module_xyz"]
     assert "does not import" in problems[0].reason and "testing" in problems[0].reason
+    quick = deps.check(quick=True)
+    assert [p.module for p in quick] == ["no_such_module_xyz"] and "not installed" in quick[0].reason
+
+
+def test_missing_dependency_keeps_the_dock_closed_and_offers_install(iface, monkeypatch):
+    import sketch_search_plugin
+
+    monkeypatch.setattr(deps, "MODULES", deps.MODULES + (("no_such_module_xyz", "no-such-dist", "testing"),))
+    plugin = sketch_search_plugin.classFactory(iface)
+    plugin.initGui()
+    plugin.action.trigger()
+    assert plugin.dock is None and not plugin.action.isChecked()
+    assert "Missing Python packages: no-such-dist" in iface.messages[-1][1]
+    button = [w for w in iface.bar.currentItem().findChildren(deps_button_type()) if w.text() == "Install…"]
+    assert len(button) == 1
+    plugin.unload()
+
+
+def deps_button_type():
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    return QPushButton
 
 
 def test_install_command_is_pinned_targeted_and_keeps_numpy_1(qgis_app, tmp_path, monkeypatch):
