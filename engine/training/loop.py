@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,10 +81,10 @@ def prepare_run_folder(cfg: TrainConfig, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
     if saved.is_file():
-        if TrainConfig.load(saved) != cfg:
+        # the number of steps may grow (extending a run); anything else would mix two recipes
+        if replace(TrainConfig.load(saved), steps=cfg.steps) != cfg:
             raise ValueError(f"{run_dir} holds a run with different settings ({saved}); use another --run-dir")
-    else:
-        saved.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    saved.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def export(model: MLAGT, path: Path, cfg: TrainConfig, step: int, classes: list[str], extra: dict | None = None) -> Path:
@@ -151,7 +152,7 @@ def train(cfg: TrainConfig, run_dir: Path, on_log: Callable[[dict[str, Any]], No
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            record = {"step": step, **{k: round(float(v), 5) for k, v in losses.items()},
+            record = {"step": step, **{k: round(float(v.detach()), 5) for k, v in losses.items()},
                       "lr": opt.param_groups[1]["lr"], "sec_per_step": round((time.time() - t0) / cfg.log_every, 3)}
             logfile.write(json.dumps(record) + "\n")
             logfile.flush()

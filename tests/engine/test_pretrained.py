@@ -1,0 +1,71 @@
+"""The packaged ImageNet EfficientNet-Lite0 weights, converted to timm's names by our own code."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.model.checkpoints import CheckpointError
+from engine.model.pretrained import efficientnet_lite0_state_dict, map_in_order, package_file
+
+timm = pytest.importorskip("timm")
+
+
+@pytest.fixture(scope="module")
+def lite0_state():
+    try:
+        return efficientnet_lite0_state_dict()
+    except CheckpointError as exc:
+        pytest.skip(str(exc))
+
+
+def test_converted_weights_load_strictly_into_timm(lite0_state):
+    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    net.load_state_dict(lite0_state, strict=True)
+
+
+def test_tensors_pair_up_by_kind():
+    # shapes alone cannot tell weight, bias, running_mean and running_var apart: the package's own
+    # names, taken in the same order, must end like timm's
+    from engine.model.checkpoints import torch_load_weights_only
+    from engine.model.pretrained import LITE0_FILE, LITE0_PACKAGE
+
+    raw = torch_load_weights_only(package_file(LITE0_PACKAGE, LITE0_FILE))
+    ours = [k for k in timm.create_model("efficientnet_lite0").state_dict() if not k.endswith("num_batches_tracked")]
+    theirs = [k for k in raw if not k.endswith("num_batches_tracked")]
+    assert [k.rsplit(".", 1)[1] for k in theirs] == [k.rsplit(".", 1)[1] for k in ours]
+
+
+def test_batchnorm_variances_are_variances(lite0_state):
+    variances = [v for k, v in lite0_state.items() if k.endswith("running_var")]
+    assert len(variances) > 40
+    assert all((v >= 0).all() for v in variances)  # some channels are dead (exactly 0) in this file
+
+
+def test_pretrained_features_separate_simple_images(lite0_state):
+    # ImageNet features of a striped and a flat image differ far more than two flat images of
+    # slightly different grey: random weights would not order them so reliably
+    net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    net.load_state_dict({k: v for k, v in lite0_state.items() if not k.startswith("classifier")})
+    net.eval()
+    flat_a, flat_b = torch.full((1, 3, 128, 128), 0.1), torch.full((1, 3, 128, 128), 0.15)
+    stripes = torch.zeros(1, 3, 128, 128)
+    stripes[..., ::8, :] = 1.0
+    with torch.no_grad():
+        fa, fb, fs = (torch.nn.functional.normalize(net(x), dim=-1) for x in (flat_a, flat_b, stripes))
+    assert (fa @ fb.T).item() > (fa @ fs.T).item()
+
+
+def test_map_in_order_checks_count_and_shapes():
+    target = {"a.weight": torch.zeros(2, 3), "a.bias": torch.zeros(2), "bn.num_batches_tracked": torch.zeros(())}
+    mapped = map_in_order({"x": torch.ones(2, 3), "y": torch.full((2,), 7.0)}, target, "src")
+    assert list(mapped) == ["a.weight", "a.bias"]
+    assert mapped["a.bias"].tolist() == [7.0, 7.0]
+    with pytest.raises(CheckpointError, match="does not fit"):
+        map_in_order({"x": torch.ones(3, 2), "y": torch.ones(2)}, target, "src")
+    with pytest.raises(CheckpointError, match="holds 1 tensors"):
+        map_in_order({"x": torch.ones(2, 3)}, target, "src")
+
+
+def test_missing_package_is_a_clear_error():
+    with pytest.raises(CheckpointError, match="not installed"):
+        package_file("no_such_package_for_sketch_search", "x.pth")

@@ -1,0 +1,131 @@
+"""Training runs end to end on a few generated images: checkpoints, resume, config errors, and
+the shipped default model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from engine.cli import main as cli_main
+from engine.training.config import TrainConfig
+from engine.training.loop import learning_rate_factor, train
+
+SHAPES = {"discs": "ellipse", "boxes": "rectangle", "bars": "line"}
+
+
+def make_image_tree(root: Path, per_class: int = 4) -> Path:
+    """Class folders of 96 px scenes, each class with its own kind of drawn object."""
+    rng = np.random.default_rng(0)
+    for cls, shape in SHAPES.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            im = Image.new("RGB", (96, 96), tuple(int(v) for v in rng.integers(60, 120, 3)))
+            d = ImageDraw.Draw(im)
+            for _ in range(3):
+                x, y = (int(v) for v in rng.integers(5, 60, 2))
+                box = [x, y, x + 30, y + 25]
+                getattr(d, shape)(box, fill=(230, 230, 230), width=4) if shape != "line" else d.line(box, fill=(230, 230, 230), width=5)
+            im.save(root / cls / f"{cls}_{i}.jpg")
+    return root
+
+
+def tiny_config(images: Path, **changes) -> TrainConfig:
+    base = dict(name="tiny", images=str(images), holdout=["bars"], per_class=4, views=1,
+                model="mlagt-lite0", init="",
+                model_overrides={"img_size": 64, "width": 32, "depth": 1, "heads": 2, "mlp_dim": 64,
+                                 "keep_rates": [0.75], "ca_heads": 2, "ca_ff_dim": 32},
+                steps=2, classes_per_batch=2, pairs_per_class=2, warmup=10, checkpoint_every=1, log_every=1,
+                seed=3)
+    return TrainConfig.from_dict({**base, **changes})
+
+
+@pytest.fixture()
+def images(tmp_path) -> Path:
+    return make_image_tree(tmp_path / "images")
+
+
+def test_two_steps_write_checkpoints_the_embedder_loads(images, tmp_path):
+    from engine.embedder import Embedder
+
+    run = tmp_path / "run"
+    final = train(tiny_config(images), run)
+    assert (run / "last.pt").is_file() and (run / "step_00001.safetensors").is_file()
+    log = [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["total"]) for r in log)
+    card = json.loads(final.with_suffix(".json").read_text())
+    assert card["training"]["step"] == 2 and card["training"]["trained_classes"] == ["boxes", "discs"]
+    emb = Embedder.from_checkpoint(final, device="cpu")
+    vec = emb.embed_images(np.zeros((2, 64, 64, 3), np.uint8)).cls
+    assert vec.shape == (2, 32) and np.allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-5)
+
+
+def test_training_changes_the_weights_it_should(images, tmp_path):
+    from engine.model.checkpoints import load_checkpoint
+    from engine.training.loop import build_model
+
+    cfg = tiny_config(images)
+    before = build_model(cfg).state_dict()
+    after = load_checkpoint(train(cfg, tmp_path / "run"))[0].state_dict()
+    frozen = "encoder.tokenizer.trunk.blocks.1.0.conv_dw.weight"  # inside the frozen prefix
+    trained = "encoder.tokenizer.trunk.blocks.5.0.conv_pw.weight"  # a suffix block
+    assert torch.equal(before[frozen], after[frozen])
+    assert not torch.equal(before[trained], after[trained])
+    assert not torch.equal(before["cross.sketch_layer.q.weight"], after["cross.sketch_layer.q.weight"])
+
+
+def test_resumed_run_equals_an_uninterrupted_one(images, tmp_path):
+    from engine.model.checkpoints import load_checkpoint
+
+    # 2 steps, stop, continue to 3; against 3 steps straight (warm-up spans all, so the LR agrees)
+    train(tiny_config(images), tmp_path / "a")
+    resumed = train(tiny_config(images, steps=3), tmp_path / "a")
+    straight = train(tiny_config(images, steps=3), tmp_path / "b")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "train.log").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the resumed run did only the missing step
+    wa, wb = load_checkpoint(resumed)[0].state_dict(), load_checkpoint(straight)[0].state_dict()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=1e-5), key
+
+
+def test_run_folder_refuses_different_settings(images, tmp_path):
+    train(tiny_config(images), tmp_path / "run")
+    with pytest.raises(ValueError, match="different settings"):
+        train(tiny_config(images, lr=1e-2), tmp_path / "run")
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(name="s", images=".", steps=100, warmup=10)
+    assert learning_rate_factor(0, cfg) == pytest.approx(0.1)
+    assert learning_rate_factor(9, cfg) == pytest.approx(1.0)
+    assert learning_rate_factor(10, cfg) == pytest.approx(1.0)
+    assert learning_rate_factor(100, cfg) == pytest.approx(0.05)
+
+
+def test_cli_reports_bad_configs_in_one_line(tmp_path, capsys, images):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "images": str(images), "stepz": 3}))
+    assert cli_main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown training config keys: stepz" in err and "\n" not in err
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"name": "x", "images": str(images), "holdout": ["nosuch"]}))
+    assert cli_main(["train", str(missing), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "nosuch" in capsys.readouterr().err
+
+
+def test_shipped_default_model():
+    from engine.embedder import DEFAULT_CHECKPOINT, Embedder
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no default model shipped yet")
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 1024 * 1024
+    emb = Embedder.from_checkpoint(None, device="cpu")
+    card = emb.card
+    for field in ("name", "architecture", "training", "figures", "licences", "weights_sha256"):
+        assert field in card, field
+    vec = emb.embed_sketches([np.pad(np.zeros((40, 40, 3), np.uint8), ((50, 50), (50, 50), (0, 0)), constant_values=255)]).cls
+    assert vec.shape == (1, emb.cfg.width) and np.isfinite(vec).all()
