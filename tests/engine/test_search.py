@@ -111,3 +111,37 @@ def test_empty_sketch_and_no_sources(tmp_path, rgb_tif, emb):
         search(emb, np.full((32, 32, 3), 255, np.uint8), [RasterioSource(rgb_tif)], options=SearchOptions(index_dir=tmp_path))
     with pytest.raises(SearchError, match="no raster"):
         search(emb, SKETCH, [], options=SearchOptions(index_dir=tmp_path))
+
+
+class ArraySource:
+    """A second RasterSource implementation (pixels held in memory), standing in for the plugin's
+    QGIS-provider source: the search must use nothing beyond the protocol."""
+
+    def __init__(self, rgb: np.ndarray, transform: Affine, crs_wkt: str):
+        self.rgb, self.transform, self.crs_wkt = rgb, transform, crs_wkt
+        self.height, self.width = rgb.shape[:2]
+        self.name, self.identity = "memory", f"memory:{hash(rgb.tobytes())}"
+
+    def read_rgb(self, window, out_size):
+        from PIL import Image
+        c0, r0 = int(round(window.col_off)), int(round(window.row_off))
+        c1, r1 = int(round(window.col_off + window.width)), int(round(window.row_off + window.height))
+        canvas = np.zeros((r1 - r0, c1 - c0, 3), np.uint8)
+        valid = np.zeros((r1 - r0, c1 - c0), bool)
+        sub = self.rgb[max(r0, 0):r1, max(c0, 0):c1]
+        canvas[max(-r0, 0):max(-r0, 0) + sub.shape[0], max(-c0, 0):max(-c0, 0) + sub.shape[1]] = sub
+        valid[max(-r0, 0):max(-r0, 0) + sub.shape[0], max(-c0, 0):max(-c0, 0) + sub.shape[1]] = True
+        rgb = np.asarray(Image.fromarray(canvas).resize(out_size[::-1], Image.BILINEAR))
+        ok = np.asarray(Image.fromarray(valid).resize(out_size[::-1], Image.NEAREST))
+        return rgb, ok
+
+
+def test_any_raster_source_implementation_works(tmp_path, rgb_tif, geo, emb):
+    from engine.raster import RasterSource
+    rio = RasterioSource(rgb_tif)
+    mem = ArraySource(geo.pattern(600, 800).transpose(1, 2, 0), rio.transform, rio.crs_wkt)
+    assert isinstance(mem, RasterSource)
+    opts = SearchOptions(index_dir=tmp_path, top_k=5, tile_sizes_m=(60,))
+    a = search(emb, SKETCH, [mem], options=opts)
+    b = search(emb, SKETCH, [rio], options=opts)
+    assert [m.geometry.wkt for m in a] == [m.geometry.wkt for m in b]  # same pixels, same answer
