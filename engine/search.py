@@ -173,7 +173,11 @@ def plan(embedder, sources: Sequence, extent: Extent | None, options: SearchOpti
             info = {"raster": source.name, "crs_wkt": source.crs_wkt, "grid": {
                 "rows": grid.rows, "cols": grid.cols, "tile_px": [grid.tile_c, grid.tile_r],
                 "stride_px": [grid.stride_c, grid.stride_r], "transform": list(grid.transform)[:6]}}
-            entry = IndexEntry.open(root, key, grid.count, dim, info)
+            try:
+                entry = IndexEntry.open(root, key, grid.count, dim, info)
+            except OSError as exc:
+                raise SearchError(f"cannot use the tile index folder {root}: {exc.strerror or exc} "
+                                  f"(choose another with --index-dir or SKETCH_SEARCH_INDEX)") from None
             layers.append(Layer(source, grid, entry, tiles))
     if not layers:
         if extent is not None:

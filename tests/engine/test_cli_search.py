@@ -146,3 +146,13 @@ def test_estimate_prints_counts_and_writes_nothing(tmp_path, base, capsys):
     assert stdout.startswith("41 tiles (0 in the index, 41 to compute, about ") and not out.exists()
     code, stdout, _ = _run(base + ["--out", str(out), "--estimate", "--tile-size", "4", "60"], capsys)
     assert "note: rgb.tif: 4 m tiles are too small" in stdout
+
+
+def test_unusable_index_folder_is_one_line(tmp_path, base, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = base + ["--out", str(tmp_path / "o.gpkg")]
+    argv[argv.index("--index-dir") + 1] = str(blocker / "idx")
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "cannot use the tile index folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.gpkg").exists()
