@@ -14,8 +14,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from engine.device import describe_device, pick_device
-from engine.embedder import Embedder
+from engine.embedder import Embedder, default_checkpoint
 from engine.model import CONFIGS, MLAGT
+from engine.model.checkpoints import load_checkpoint
 
 
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -67,7 +68,8 @@ def paired_rounds(model: MLAGT, device: torch.device, batch: int, repeats: int):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--configs", nargs="+", default=["mlagt-lite0", "mlagt-vit-tiny", "mlagt-vitb16"])
+    parser.add_argument("--configs", nargs="+", default=["default", "mlagt-lite0", "mlagt-vit-tiny", "mlagt-vitb16"],
+                        help="configuration names, or 'default' for the shipped model (when installed)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -76,7 +78,13 @@ def main(argv=None) -> None:
     print("peak = square 2048 matmul (fp32 on CPU, fp16 on GPU), timed between the model's batches")
     print(f"{'config':<16}{'img px':>7}{'GFLOP/img':>11}{'img/s':>9}{'GFLOP/s':>9}{'peak':>8}{'of peak':>9}")
     for name in args.configs:
-        model = MLAGT(CONFIGS[name]).eval()
+        if name == "default":
+            if not default_checkpoint().exists():
+                print("default         (not installed: run `make train`)")
+                continue
+            model = load_checkpoint(default_checkpoint())[0].float()
+        else:
+            model = MLAGT(CONFIGS[name]).eval()
         flops = flops_per_image(model)
         batch = 32 if device.type == "cuda" or flops < 5e9 else 8
         ips, peak, ratio = paired_rounds(model, device, batch, args.repeats)
