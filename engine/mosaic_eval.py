@@ -1,8 +1,10 @@
 """Precision of the top-K search matches on a mosaic with ground truth.
 
-A match is correct when at least `min_overlap` of its area lies on cells of the sketch's class
-(the cells of one class may touch, so the union of that class's polygons is used). Chance level is
-the share of the searched area the class covers, so a figure can be read against it.
+A match is correct when it and one truth polygon of the sketch's class overlap by at least
+`min_overlap` of the smaller of the two: a small tile mostly inside the object's cell, or a large
+tile holding most of the cell (tiles of 120 or 240 m can never lie mostly on one 77 m cell, so
+judging by the match's area alone would count every coarse hit wrong). Chance level is the
+precision of tiles drawn at random from the same tiling (every scale), judged the same way.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class EvalReport:
     top_k: int
     sketches: list[str]
     precision: list[float]                  # per sketch
-    chance: float                           # class area / mosaic area
+    chance: float                           # precision of randomly drawn tiles of the same tiling
     stage2: bool
     model: str
     seconds: float
@@ -41,7 +43,7 @@ class EvalReport:
 
 
 def read_truth(path: str | os.PathLike, cls: str, crs_wkt: str):
-    """Union of the class's truth polygons and of all polygons, reprojected to crs_wkt."""
+    """The class's truth polygons (array), reprojected to crs_wkt."""
     import fiona
 
     from .tiling import reproject
@@ -57,7 +59,14 @@ def read_truth(path: str | os.PathLike, cls: str, crs_wkt: str):
     geoms = np.array([shape(f["geometry"]) for f in feats], dtype=object)
     geoms = reproject(geoms, src_wkt, crs_wkt)
     mask = np.array([f["properties"]["class"] == cls for f in feats])
-    return shapely.union_all(geoms[mask]), shapely.union_all(geoms)
+    return geoms[mask]
+
+
+def is_correct(match_geom, targets: np.ndarray, min_overlap: float) -> bool:
+    """Whether the match overlaps one target by at least min_overlap of the smaller of the two."""
+    inter = shapely.area(shapely.intersection(targets, match_geom))
+    smaller = np.minimum(shapely.area(targets), match_geom.area)
+    return bool((inter >= min_overlap * smaller).any() and inter.max() > 0)
 
 
 def list_sketches(path: str | os.PathLike) -> list[Path]:
@@ -68,6 +77,18 @@ def list_sketches(path: str | os.PathLike) -> list[Path]:
     if not files:
         raise ValueError(f"no sketch images in {path}")
     return files
+
+
+def chance_level(source, targets: np.ndarray, options, min_overlap: float) -> float:
+    """Share of all tiles of the search's tiling (all scales) that would count as correct."""
+    from .tiling import make_grid
+
+    verdicts = []
+    for tile_m in options.tile_sizes_m:
+        grid = make_grid(source, tile_m, options.overlap)
+        if grid is not None:
+            verdicts += [is_correct(p, targets, min_overlap) for p in grid.polygons(np.arange(grid.count))]
+    return float(np.mean(verdicts)) if verdicts else 0.0
 
 
 def evaluate(embedder, raster_path, truth_path, sketches, cls: str, top_k: int = 10, min_overlap: float = 0.5,
@@ -81,16 +102,17 @@ def evaluate(embedder, raster_path, truth_path, sketches, cls: str, top_k: int =
 
     source = RasterioSource(raster_path)
     options = replace(options or SearchOptions(), top_k=top_k)
-    target, everything = read_truth(truth_path, cls, source.crs_wkt)
+    targets = read_truth(truth_path, cls, source.crs_wkt)
     t0 = time.perf_counter()
     precision, details, names = [], [], []
     for i, sketch in enumerate(sketches):
         matches = search(embedder, Path(sketch), [source], options=options)
-        hits = [m.geometry.intersection(target).area / m.geometry.area >= min_overlap for m in matches]
+        hits = [is_correct(m.geometry, targets, min_overlap) for m in matches]
         precision.append(sum(hits) / top_k)  # missing matches count as wrong
         details.append(hits)
         names.append(Path(sketch).name)
         if progress:
             progress(i + 1, len(sketches), Path(sketch).name)
-    return EvalReport(cls, top_k, names, precision, target.area / everything.area, options.stage2,
+    chance = chance_level(source, targets, options, min_overlap)
+    return EvalReport(cls, top_k, names, precision, chance, options.stage2,
                       embedder.name, time.perf_counter() - t0, details)

@@ -36,7 +36,8 @@ def register(sub) -> None:
     e.add_argument("--class", dest="cls", required=True, metavar="NAME", help="the truth class the sketches show")
     e.add_argument("--top-k", type=int, default=10, metavar="N", help="matches judged per sketch (default: %(default)s)")
     e.add_argument("--min-overlap", type=float, default=0.5,
-                   help="share of a match's area on the class's cells for it to count as correct (default: %(default)s)")
+                   help="a match is correct when it overlaps a cell of the class by this share of the smaller of the "
+                        "two (default: %(default)s)")
     e.add_argument("--tile-size", type=float, nargs="+", metavar="M", help="tile sizes in m (default: the search default)")
     e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True, help="stage-2 re-ranking (default: on)")
     e.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")

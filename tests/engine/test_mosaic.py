@@ -98,13 +98,14 @@ def test_eval_cli_on_ucm_with_real_sketches(tmp_path, data_dir, tiny_checkpoint,
     out = capsys.readouterr().out
     assert code == 0 and "mean precision@5" in out
     r = json.loads((tmp_path / "r.json").read_text())
-    assert 0 <= r["mean_precision"] <= 1 and r["chance"] == pytest.approx(0.1)
+    # 2 of 20 cells are aeroplanes; 60 m tiles at half overlap mostly on one: chance near 2/20
+    assert 0 <= r["mean_precision"] <= 1 and 0.03 < r["chance"] < 0.2
 
 
 @pytest.mark.slow
 def test_default_model_finds_aeroplanes_on_ucm(tmp_path, data_dir):
     """The shipped model on real Earth-on-Canvas aeroplane sketches over a UC Merced mosaic must
-    beat chance clearly (precision@10 at least twice the class's share of the area)."""
+    beat chance clearly (precision@10 at least twice that of randomly drawn tiles)."""
     if not default_checkpoint().is_file():
         pytest.skip("the default model is not installed")
     tif, truth = build_mosaic(data_dir / "ucm10", tmp_path / "u.tif", tmp_path / "u.gpkg", MosaicSpec(per_class=10))
@@ -113,3 +114,15 @@ def test_default_model_finds_aeroplanes_on_ucm(tmp_path, data_dir):
                       top_k=10, options=SearchOptions(index_dir=tmp_path / "idx"))
     print(report.describe())
     assert report.mean_precision >= 2 * report.chance
+
+
+def test_correct_means_overlapping_most_of_the_smaller_shape():
+    from shapely.geometry import box
+
+    from engine.mosaic_eval import is_correct
+    cells = np.array([box(0, 0, 76.8, 76.8), box(153.6, 0, 230.4, 76.8)], dtype=object)
+    assert is_correct(box(10, 10, 70, 70), cells, 0.5)            # a 60 m tile inside a cell
+    assert not is_correct(box(50, 0, 110, 60), cells, 0.5)        # mostly on the next (other) cell
+    assert is_correct(box(-20, -20, 100, 100), cells, 0.5)        # a 120 m tile holding a whole cell
+    assert not is_correct(box(50, 50, 170, 170), cells, 0.5)      # a 120 m tile clipping two corners
+    assert not is_correct(box(300, 0, 360, 60), cells, 0.5)       # elsewhere
