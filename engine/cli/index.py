@@ -16,8 +16,9 @@ def register(sub) -> None:
     b = isub.add_parser("build", help="compute and store the tiles of the given rasters (resumable)",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog="example:\n  sketch-search index build --raster ortho.tif --tile-size 60 120 240\n")
-    b.add_argument("--no-tokens", action="store_true",
-                   help="store only the stage-1 vectors (smaller; stage 2 then computes tokens of its candidates)")
+    b.add_argument("--tokens", action="store_true",
+                   help="also store every tile's stage-2 tokens (much larger; without them a --stage2 search "
+                        "computes and keeps the tokens of its candidates only)")
     add_raster_options(b)
     b.set_defaults(handler=run_build)
     i = isub.add_parser("info", help="list the index entries (raster, scale, model, tiles, size on disk)")
@@ -48,7 +49,7 @@ def run_build(args) -> int:
     if args.no_index:
         raise UserError("index build stores tiles: drop --no-index")
     sources, extent, options = open_inputs(args)
-    options = replace(options, stage2=not args.no_tokens)
+    options = replace(options, stage2=args.tokens)
     embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
     bar = ProgressBar()
     try:

@@ -39,7 +39,8 @@ def register(sub) -> None:
                    help="a match is correct when it overlaps a cell of the class by this share of the smaller of the "
                         "two (default: %(default)s)")
     e.add_argument("--tile-size", type=float, nargs="+", metavar="M", help="tile sizes in m (default: the search default)")
-    e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True, help="stage-2 re-ranking (default: on)")
+    e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=False,
+                   help="stage-2 re-ranking (default: off, as in search)")
     e.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")
     e.add_argument("--device", default="auto")
     e.add_argument("--index-dir", metavar="DIR", help="tile index folder (default: the user cache)")

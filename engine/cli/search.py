@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..search import DEFAULT_MAX_TILES, DEFAULT_OVERLAP, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K
+from ..search import DEFAULT_MAX_TILES, DEFAULT_OVERLAP, DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K
 
 EXAMPLE = """example:
   sketch-search search --raster ortho.tif --sketch plane.png --top-k 20 --out planes.shp
@@ -61,8 +61,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="output layer: .shp, .gpkg or .geojson (by extension)")
     p.add_argument("--out-crs", metavar="CRS", help="CRS of the output (default: the first raster's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True,
-                   help="re-rank the best candidates with cross-attention (default: on)")
+    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULT_STAGE2,
+                   help="re-rank the best candidates with cross-attention (default: %s; measured "
+                        "to lower precision with the default model)" % ("on" if DEFAULT_STAGE2 else "off"))
     p.add_argument("--estimate", action="store_true",
                    help="only print the tile count and expected time of this search, then stop")
     p.add_argument("--candidates", type=int, default=100, metavar="N",
@@ -99,7 +100,7 @@ def open_inputs(args):
             raise UserError(str(exc)) from None
     options = SearchOptions(
         top_k=getattr(args, "top_k", DEFAULT_TOP_K), tile_sizes_m=tuple(args.tile_size), overlap=args.overlap,
-        stage2=getattr(args, "stage2", True), candidates=getattr(args, "candidates", 100),
+        stage2=getattr(args, "stage2", DEFAULT_STAGE2), candidates=getattr(args, "candidates", 100),
         min_valid=args.min_valid, max_tiles=args.max_tiles, output_crs=getattr(args, "out_crs", None),
         index_dir=args.index_dir, use_index=not args.no_index)
     return sources, extent, options
