@@ -41,8 +41,8 @@ DEFAULT_TOP_K = 20
 DEFAULT_MAX_TILES = 20000
 # Stage 2 off by default: measured on the UC Merced mosaic with real Earth-on-Canvas aeroplane
 # sketches (precision@10, default tiling), cross-attention re-ranking of the stage-1 candidates
-# lowered precision with the default model's checkpoints (e.g. 0.39 -> 0.28 at step 300), and it
-# makes a warm search 10-20x slower. It stays an option (--stage2).
+# lowered precision with the default model's checkpoints (0.39 -> 0.32 at step 150, 0.39 -> 0.28
+# at step 300; chance 0.11) and makes a warm search 10-20x slower. It stays an option (--stage2).
 DEFAULT_STAGE2 = False
 
 ProgressFn = Callable[[int, int, str], None]
