@@ -10,6 +10,7 @@ def register(sub) -> None:
     p.add_argument("config", help="run config JSON (see configs/default.json)")
     p.add_argument("--run-dir", help="run folder (default: runs/<config name>)")
     p.add_argument("--steps", type=int, help="override the config's number of steps")
+    p.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, mps")
     p.set_defaults(handler=run)
 
 
@@ -26,6 +27,6 @@ def run(args) -> int:
             raise UserError(f"--steps must be at least 1, got {args.steps}")
         cfg = replace(cfg, steps=args.steps)
     run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / cfg.name
-    final = train(cfg, run_dir, on_log=lambda rec: print(json.dumps(rec), flush=True))
+    final = train(cfg, run_dir, on_log=lambda rec: print(json.dumps(rec), flush=True), device=args.device)
     print(f"trained {cfg.name}: {final}")
     return 0

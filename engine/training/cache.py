@@ -110,7 +110,7 @@ def build_cache(cfg: TrainConfig, model: MLAGT, folder: Path, batch: int = 32) -
         for b in range(0, len(part), batch):
             pairs = [make_pair(s, cfg.seed, c.img_size, c.mean, c.std) for s in part[b:b + batch]]
             x = torch.stack([p[0] for p in pairs] + [p[1] for p in pairs]).contiguous(memory_format=torch.channels_last)
-            levels = prefix_levels(model, x, cfg.freeze_upto)
+            levels = [lv.cpu() for lv in prefix_levels(model, x.to(next(model.parameters()).device), cfg.freeze_upto)]
             n = len(pairs)
             sk_levels.append([lv[:n].half().contiguous().numpy() for lv in levels])
             im_levels.append([lv[n:].half().contiguous().numpy() for lv in levels])

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..device import pick_device
 from ..model import CONFIGS, MLAGT
 from ..model.checkpoints import load_state_into, save_checkpoint, torch_load_weights_only
 from .cache import build_cache, sample_batch
@@ -101,11 +102,12 @@ def save_state(model: MLAGT, opt: torch.optim.Optimizer, step: int, path: Path) 
 
 def train_step(model: MLAGT, cfg: TrainConfig, cache, idx: torch.Tensor) -> dict[str, torch.Tensor]:
     n = len(idx)
-    levels = [torch.cat([s[idx], i[idx]]).float().contiguous(memory_format=torch.channels_last)
+    device = next(model.parameters()).device
+    levels = [torch.cat([s[idx], i[idx]]).to(device).float().contiguous(memory_format=torch.channels_last)
               for s, i in zip(cache.sketch_levels, cache.image_levels)]
     tokens = tokens_from_prefix(model, levels, cfg.freeze_upto)
     sk, im = tokens[:n], tokens[n:]
-    labels, instance = cache.labels[idx], cache.instance[idx]
+    labels, instance = cache.labels[idx].to(device), cache.instance[idx].to(device)
     losses = {"infonce": pair_infonce(sk[:, 0], im[:, 0], labels, instance, cfg.temperature, cfg.instance_weight)}
     if cfg.triplet_weight > 0:
         neg = hardest_negatives(sk[:, 0], im[:, 0], labels)
@@ -116,13 +118,15 @@ def train_step(model: MLAGT, cfg: TrainConfig, cache, idx: torch.Tensor) -> dict
     return losses
 
 
-def train(cfg: TrainConfig, run_dir: Path, on_log: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    """Run (or continue) training; returns the path of the final exported checkpoint."""
+def train(cfg: TrainConfig, run_dir: Path, on_log: Callable[[dict[str, Any]], None] | None = None,
+          device: str | None = None) -> Path:
+    """Run (or continue) training on `device` (default: a GPU when present); returns the final checkpoint's path."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     prepare_run_folder(cfg, run_dir)
     model = build_model(cfg)
     check_split(model, cfg.freeze_upto)
+    model.to(pick_device(device))
     model.encoder.tokenizer.trunk.to(memory_format=torch.channels_last)
     model.eval()
     cache = build_cache(cfg, model, run_dir / "cache")
