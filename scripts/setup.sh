@@ -34,6 +34,6 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
     quiet "$VENV/bin/python" -m pip install -q --upgrade pip
     quiet "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
-    quiet "$VENV/bin/python" -m pip install -q --no-deps -e . --config-settings editable_mode=compat
+    quiet "$VENV/bin/python" -m pip install -q --no-deps -e .
     echo "$want" > "$STAMP"
 fi
