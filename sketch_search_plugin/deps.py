@@ -27,6 +27,7 @@ MODULES = (
     ("affine", "affine", "raster geometry"),
     ("rasterio", "rasterio", "reading raster files"),
     ("shapely", "shapely", "match polygons"),
+    ("fiona", "fiona", "tile polygons of the index and vector output"),
 )
 
 

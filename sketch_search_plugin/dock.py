@@ -124,7 +124,7 @@ class SketchSearchDock(QgsDockWidget):
         self.top_k.setValue(20)
         oform.addRow("Results", self.top_k)
         self.stage2 = QCheckBox("Re-rank the best with cross-attention")
-        self.stage2.setChecked(True)
+        self.stage2.setChecked(False)  # as engine.search.DEFAULT_STAGE2: it lowered precision when measured
         oform.addRow(self.stage2)
         self.resolution = QDoubleSpinBox()
         self.resolution.setRange(0.0, 1e6)

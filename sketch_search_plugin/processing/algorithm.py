@@ -48,7 +48,7 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.TILE_SIZES, "Tile sizes in metres (comma-separated)", "60, 120, 240"))
         self.addParameter(QgsProcessingParameterBoolean(
-            self.STAGE2, "Re-rank the best candidates with cross-attention", True))
+            self.STAGE2, "Re-rank the best candidates with cross-attention", False))
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "Model checkpoint (default: the shipped model)", optional=True,
             fileFilter="Model checkpoints (*.safetensors *.pth *.pt)"))
