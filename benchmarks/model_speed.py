@@ -39,22 +39,23 @@ def matmul_runner(device: torch.device, n: int = 2048):
     return (lambda: a @ b), 2 * n**3
 
 
-def flops_per_image(model: MLAGT) -> float:
-    size = model.cfg.img_size
+def flops_per_image(embedder: Embedder) -> float:
+    """FLOPs of one image through the encoder API (model, plus the stage-1 descriptor if fused)."""
+    size = embedder.cfg.img_size
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(torch.randn(1, 3, size, size))
+    with counter:
+        embedder.embed_tensor(torch.randn(1, 3, size, size))
     return counter.get_total_flops()
 
 
-def paired_rounds(model: MLAGT, device: torch.device, batch: int, repeats: int):
+def paired_rounds(embedder: Embedder, batch: int, repeats: int):
     """Alternate model batches with matmuls so both see the same machine load (the machines are
     shared); returns median images/s, median matmul FLOP/s and the median per-round ratio."""
-    size = model.cfg.img_size
-    embedder = Embedder(model, device=device, batch_size=batch)
+    size = embedder.cfg.img_size
+    embedder.batch_size = batch
     x = torch.randn(batch, 3, size, size)
-    matmul, mm_flops = matmul_runner(device)
-    model_flops = flops_per_image(model) * batch
+    matmul, mm_flops = matmul_runner(embedder.device)
+    model_flops = flops_per_image(embedder) * batch
     ips, peaks, ratios = [], [], []
     for _ in range(repeats):
         t_model = median_seconds(lambda: embedder.embed_tensor(x), 1)
@@ -82,13 +83,13 @@ def main(argv=None) -> None:
             if not default_checkpoint().exists():
                 print("default         (not installed: run `make train`)")
                 continue
-            model = load_checkpoint(default_checkpoint())[0].float()
+            embedder = Embedder(*load_checkpoint(default_checkpoint()), device=device)
         else:
-            model = MLAGT(CONFIGS[name]).eval()
-        flops = flops_per_image(model)
+            embedder = Embedder(MLAGT(CONFIGS[name]), device=device)
+        flops = flops_per_image(embedder)
         batch = 32 if device.type == "cuda" or flops < 5e9 else 8
-        ips, peak, ratio = paired_rounds(model, device, batch, args.repeats)
-        print(f"{name:<16}{model.cfg.img_size:>7}{flops / 1e9:>11.2f}{ips:>9.1f}{ips * flops / 1e9:>9.1f}"
+        ips, peak, ratio = paired_rounds(embedder, batch, args.repeats)
+        print(f"{name:<16}{embedder.cfg.img_size:>7}{flops / 1e9:>11.2f}{ips:>9.1f}{ips * flops / 1e9:>9.1f}"
               f"{peak / 1e9:>8.1f}{ratio:>9.0%}")
 
 

@@ -160,7 +160,7 @@ def plan(embedder, sources: Sequence, extent: Extent | None, options: SearchOpti
     if options.use_index:
         root = Path(options.index_dir) if options.index_dir else default_index_dir()
     layers, skipped = [], []
-    size, dim = embedder.cfg.img_size, embedder.cfg.width
+    size, dim = embedder.cfg.img_size, embedder.vector_dim
     for source in sources:
         area = area_in_pixels(extent.geometry, extent.crs, source) if extent is not None else None
         for tile_m in options.tile_sizes_m:

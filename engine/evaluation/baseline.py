@@ -21,14 +21,9 @@ class Lite0GapEncoder:
     mean = std = (0.5, 0.5, 0.5)
 
     def __init__(self, plain_sketches: bool = False, batch_size: int = 32):
-        import timm
+        from ..model.pretrained import lite0_gap_network
 
-        from ..model.pretrained import efficientnet_lite0_state_dict
-
-        self.net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
-        state = {k: v for k, v in efficientnet_lite0_state_dict().items() if not k.startswith("classifier.")}
-        self.net.load_state_dict(state)
-        self.net.eval()
+        self.net = lite0_gap_network()
         self.plain = plain_sketches
         self.batch_size = batch_size
         self.name = "lite0-gap-plain" if plain_sketches else "lite0-gap"

@@ -71,3 +71,13 @@ def save_timm_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return path
+
+
+def lite0_gap_network() -> torch.nn.Module:
+    """The untrained ImageNet EfficientNet-Lite0 as a global descriptor: 1280-d, global average pooled.
+    Used beside a trained model's CLS vector for stage 1 (see engine.embedder) and as the baseline."""
+    import timm
+
+    net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    net.load_state_dict({k: v for k, v in efficientnet_lite0_state_dict().items() if not k.startswith("classifier.")})
+    return net.eval()

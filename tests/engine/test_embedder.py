@@ -94,3 +94,39 @@ def test_cli_embed_and_info(tiny_checkpoint, tmp_path):
     info = subprocess.run([sys.executable, "-m", "engine.cli", "info", "--checkpoint", str(tiny_checkpoint)],
                           capture_output=True, text=True)
     assert info.returncode == 0 and json.loads(info.stdout)["model"] == "test-tiny"
+
+
+def _fused_card(tiny_checkpoint, tmp_path, weight):
+    import shutil
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), tmp_path)
+    card_path = tmp_path / tiny_checkpoint.with_suffix(".json").name
+    card = json.loads(card_path.read_text())
+    card["stage1_fusion"] = {"descriptor": "efficientnet_lite0_gap", "model_weight": weight}
+    card_path.write_text(json.dumps(card))
+    return card_path.with_suffix(".safetensors")
+
+
+def test_stage1_fusion_with_the_pretrained_descriptor(tiny_checkpoint, tmp_path, embedder):
+    """A card's stage1_fusion makes the stage-1 vector [sqrt(w) CLS, sqrt(1-w) GAP], so dot products
+    are w cos(CLS) + (1 - w) cos(GAP); the index key changes with it."""
+    from engine.model.pretrained import lite0_gap_network
+    from engine.preprocess import preprocess_image
+
+    fused = Embedder.from_checkpoint(_fused_card(tiny_checkpoint, tmp_path, 0.3), device="cpu")
+    images = np.random.default_rng(3).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    vectors = fused.embed_images(images).cls
+    assert vectors.shape == (4, 64 + 1280) == (4, fused.vector_dim)
+    plain = embedder.embed_images(images).cls
+    with torch.inference_mode():
+        gap = torch.nn.functional.normalize(
+            lite0_gap_network()(torch.stack([preprocess_image(im, 64) for im in images])), dim=-1).numpy()
+    expected = 0.3 * plain @ plain.T + 0.7 * gap @ gap.T
+    assert np.allclose(vectors @ vectors.T, expected, atol=1e-4)
+    assert fused.identity != embedder.identity and fused.identity.startswith(embedder.identity)
+
+
+def test_unusable_fusion_entry_is_a_clear_error(tiny_checkpoint, tmp_path):
+    path = _fused_card(tiny_checkpoint, tmp_path, 1.5)
+    with pytest.raises(CheckpointError, match="stage1_fusion"):
+        Embedder.from_checkpoint(path, device="cpu")

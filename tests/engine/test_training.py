@@ -128,4 +128,5 @@ def test_shipped_default_model():
     for field in ("name", "architecture", "training", "figures", "licences", "weights_sha256"):
         assert field in card, field
     vec = emb.embed_sketches([np.pad(np.zeros((40, 40, 3), np.uint8), ((50, 50), (50, 50), (0, 0)), constant_values=255)]).cls
-    assert vec.shape == (1, emb.cfg.width) and np.isfinite(vec).all()
+    assert vec.shape == (1, emb.vector_dim) and np.isfinite(vec).all()
+    assert abs(float(np.linalg.norm(vec)) - 1) < 1e-5
