@@ -1,7 +1,7 @@
-"""Probe (not the shipped search): fuse the default model's stage-1 vector with the untrained
+"""Probe: fuse the default model's stage-1 vector with the untrained
 ImageNet EfficientNet-Lite0 GAP feature, cos = w * cos_model + (1 - w) * cos_gap, and report
-retrieval figures for several w. Measures the first fix BENCHMARKS.md proposes before anyone builds
-it into the model. Usage:
+retrieval figures for several w. This is how the shipped card's `stage1_fusion` weight was chosen
+(on the zero-shot protocol). Usage:
     .venv/bin/python -m benchmarks.fusion_probe --queries DIR --gallery DIR [--query-classes A] [--map Q=G]
 """
 from __future__ import annotations
@@ -10,10 +10,11 @@ import argparse
 
 import numpy as np
 
-from engine.embedder import Embedder, Embeddings
+from engine.embedder import Embedder, Embeddings, default_checkpoint
 from engine.evaluation.baseline import Lite0GapEncoder
 from engine.evaluation.folders import list_class_folder
 from engine.evaluation.retrieval import evaluate
+from engine.model.checkpoints import load_checkpoint
 
 
 class Precomputed:
@@ -41,7 +42,10 @@ def main(argv=None) -> None:
     queries = list_class_folder(args.queries, classes=args.query_classes)
     gallery = list_class_folder(args.gallery)
     mapping = dict(m.split("=", 1) for m in args.map)
-    model, gap = Embedder.from_checkpoint(None, "cpu"), Lite0GapEncoder()
+    # the default model's CLS vector alone: drop the card's own stage1_fusion, which this probe varies
+    net, card = load_checkpoint(default_checkpoint())
+    model = Embedder(net, {k: v for k, v in card.items() if k != "stage1_fusion"}, "cpu")
+    gap = Lite0GapEncoder()
     q_paths, g_paths = [q.path for q in queries], [g.path for g in gallery]
     m = (model.embed_sketches(q_paths).cls, model.embed_images(g_paths).cls)
     b = (gap.embed_sketches(q_paths).cls, gap.embed_images(g_paths).cls)
