@@ -8,7 +8,13 @@ Stage-1 fusion: a model card may name a pretrained global descriptor to use besi
 (`"stage1_fusion": {"descriptor": "efficientnet_lite0_gap", "model_weight": 0.5}`). The stage-1
 vector is then [sqrt(w) * CLS, sqrt(1 - w) * descriptor], each part unit length, so a dot product
 is w * cos(CLS) + (1 - w) * cos(descriptor). Measured in BENCHMARKS.md: it lifts real aeroplane
-sketches against UC Merced from mAP 0.52 (CLS alone) to 0.70.
+sketches against UC Merced from mAP 0.52 (CLS alone) to 0.70 with average pooling, and GeM pooling
+(`efficientnet_lite0_gem`) does better on the validation protocol.
+
+Sketch views: aerial imagery has no "up", so a card may set `"sketch_views": 4` (the four right-angle
+rotations) or `8` (those and their mirror images). A sketch's stage-1 vector is then the mean over
+its views, each part averaged and re-normalised separately. Only queries change: tile vectors, and
+so the tile index, are the same.
 """
 from __future__ import annotations
 
@@ -36,9 +42,24 @@ def default_checkpoint() -> Path:
     return Path(os.environ.get("SKETCH_SEARCH_CHECKPOINT") or DEFAULT_CHECKPOINT)
 
 
+SKETCH_VIEW_CHOICES = (1, 4, 8)
+DESCRIPTOR_NAMES = ("efficientnet_lite0_gap", "efficientnet_lite0_gem")  # the keys of _descriptors()
+
+
 def _descriptors() -> dict:
-    from .model.pretrained import lite0_gap_network
-    return {"efficientnet_lite0_gap": lite0_gap_network}
+    from .model.pretrained import lite0_gap_network, lite0_gem_network
+    return {"efficientnet_lite0_gap": lite0_gap_network, "efficientnet_lite0_gem": lite0_gem_network}
+
+
+def dihedral_views(batch: torch.Tensor, views: int) -> torch.Tensor:
+    """(B, C, S, S) -> (B * views, C, S, S): each input followed by its rotations by 90, 180, 270
+    degrees, then (views == 8) the same four of its mirror image."""
+    out = []
+    for image in batch:
+        for k in range(views):
+            turned = torch.rot90(image, k % 4, dims=(1, 2))
+            out.append(torch.flip(turned, dims=(2,)) if k >= 4 else turned)
+    return torch.stack(out)
 
 
 @dataclass
@@ -73,6 +94,11 @@ class Embedder:
             self.descriptor = build().to(self.device)
             if self.channels_last:
                 self.descriptor = self.descriptor.to(memory_format=torch.channels_last)
+        self.sketch_views = self.card.get("sketch_views", 1)
+        if self.sketch_views not in SKETCH_VIEW_CHOICES:
+            raise CheckpointError(self.card.get("path", self.name),
+                                  f"model card has an unusable sketch_views entry: {self.sketch_views!r} "
+                                  f"(one of {SKETCH_VIEW_CHOICES})")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | None = None,
@@ -111,9 +137,11 @@ class Embedder:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def embed_tensor(self, batch: torch.Tensor, with_tokens: bool = False) -> Embeddings:
-        """Normalised (B, 3, S, S) tensors -> embeddings, in chunks of batch_size."""
-        cls_parts, token_parts = [], []
+    def _stage1_parts(self, batch: torch.Tensor, with_tokens: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Normalised (B, 3, S, S) tensors -> the unit-length parts of the stage-1 vector (CLS, and the
+        descriptor's under fusion) and, if asked, the token sequences; in chunks of batch_size."""
+        parts: list[list[torch.Tensor]] = [[], []]
+        token_parts = []
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size].to(self.device, non_blocking=True)
             if self.channels_last:
@@ -121,21 +149,38 @@ class Embedder:
             with self._autocast():
                 tokens = self.model(chunk)
                 glob = self.descriptor(chunk) if self.descriptor is not None else None
-            cls = F.normalize(tokens[:, 0].float(), dim=-1)
+            parts[0].append(F.normalize(tokens[:, 0].float(), dim=-1).cpu())
             if glob is not None:
-                w = float(self.fusion["model_weight"])
-                cls = torch.cat([cls * w ** 0.5, F.normalize(glob.float(), dim=-1) * (1 - w) ** 0.5], dim=1)
-            cls_parts.append(cls.cpu())
+                parts[1].append(F.normalize(glob.float(), dim=-1).cpu())
             if with_tokens:
                 token_parts.append(tokens.float().cpu())
-        cls = torch.cat(cls_parts).numpy() if cls_parts else np.zeros((0, self.vector_dim), np.float32)
-        tokens = torch.cat(token_parts) if token_parts else None
-        return Embeddings(cls, tokens)
+        joined = [torch.cat(p) for p in parts if p]
+        return joined, (torch.cat(token_parts) if token_parts else None)
+
+    def _fuse(self, parts: list[torch.Tensor]) -> np.ndarray:
+        if len(parts) == 1:
+            return parts[0].numpy()
+        w = float(self.fusion["model_weight"])
+        return torch.cat([parts[0] * w ** 0.5, parts[1] * (1 - w) ** 0.5], dim=1).numpy()
+
+    def embed_tensor(self, batch: torch.Tensor, with_tokens: bool = False) -> Embeddings:
+        """Normalised (B, 3, S, S) tensors -> embeddings, in chunks of batch_size."""
+        if len(batch) == 0:
+            return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
+        parts, tokens = self._stage1_parts(batch, with_tokens)
+        return Embeddings(self._fuse(parts), tokens)
 
     def embed_sketches(self, sketches: Sequence[ImageLike], with_tokens: bool = False) -> Embeddings:
+        """Sketches -> embeddings; with sketch_views > 1 the stage-1 vector averages the sketch's
+        rotated (and mirrored) views. Tokens, for stage 2, are those of the sketch as drawn."""
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
         batch = torch.stack([preprocess_sketch(s, size, mean, std) for s in sketches])
-        return self.embed_tensor(batch, with_tokens)
+        views = self.sketch_views
+        if views == 1:
+            return self.embed_tensor(batch, with_tokens)
+        parts, tokens = self._stage1_parts(dihedral_views(batch, views), with_tokens)
+        parts = [F.normalize(p.view(len(batch), views, -1).mean(1), dim=-1) for p in parts]
+        return Embeddings(self._fuse(parts), tokens[::views] if tokens is not None else None)
 
     def embed_images(self, images: Iterable[ImageLike] | np.ndarray, with_tokens: bool = False) -> Embeddings:
         """Images as paths, PIL images, or uint8 arrays (one array of shape (B, H, W, 3) works too).

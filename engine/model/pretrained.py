@@ -73,11 +73,47 @@ def save_timm_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
     return path
 
 
-def lite0_gap_network() -> torch.nn.Module:
-    """The untrained ImageNet EfficientNet-Lite0 as a global descriptor: 1280-d, global average pooled.
-    Used beside a trained model's CLS vector for stage 1 (see engine.embedder) and as the baseline."""
+class GeneralizedMeanPool(torch.nn.Module):
+    """GeM pooling, (mean of x^p)^(1/p) over the grid: p = 1 is average pooling, large p tends to max.
+    p = 3 is the usual choice for retrieval; it favours the strongest responses, i.e. the object a
+    sketch shows over the background around it."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p, self.eps = p, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
+
+
+class PooledTrunk(torch.nn.Module):
+    """A timm CNN's final feature map, globally pooled: (B, 3, S, S) -> (B, num_features)."""
+
+    def __init__(self, net: torch.nn.Module, pool: torch.nn.Module):
+        super().__init__()
+        self.net, self.pool = net, pool
+        self.num_features = net.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.net.forward_features(x))
+
+
+def _lite0_trunk() -> torch.nn.Module:
     import timm
 
     net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
     net.load_state_dict({k: v for k, v in efficientnet_lite0_state_dict().items() if not k.startswith("classifier.")})
     return net.eval()
+
+
+def lite0_gap_network() -> torch.nn.Module:
+    """The untrained ImageNet EfficientNet-Lite0 as a global descriptor: 1280-d, global average pooled.
+    The baseline of BENCHMARKS.md, and the first stage-1 fusion partner (see engine.embedder)."""
+    return _lite0_trunk()
+
+
+def lite0_gem_network(p: float = 3.0) -> torch.nn.Module:
+    """The untrained ImageNet EfficientNet-Lite0 head features (1280-d, after ReLU6), GeM-pooled.
+    The shipped model's stage-1 fusion partner: better than average pooling on the zero-shot
+    validation protocol (BENCHMARKS.md)."""
+    return PooledTrunk(_lite0_trunk(), GeneralizedMeanPool(p)).eval()

@@ -48,6 +48,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 0  # torch CPU threads (0: torch's default)
+    # How the trained model is used for retrieval, written into every checkpoint's card (see
+    # engine.embedder): a pretrained descriptor fused into the stage-1 vector, and sketch views.
+    stage1_fusion: dict[str, Any] | None = None
+    sketch_views: int = 1
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.classes_per_batch < 2 or self.pairs_per_class < 1 or self.views < 1:
@@ -56,6 +60,22 @@ class TrainConfig:
             raise ValueError(f"per_class {self.per_class} is below pairs_per_class {self.pairs_per_class}")
         if not 0.0 <= self.instance_weight <= 1.0:
             raise ValueError("instance_weight must lie in [0, 1]")
+        if self.sketch_views not in (1, 4, 8):
+            raise ValueError(f"sketch_views must be 1, 4 or 8, not {self.sketch_views!r}")
+        if self.stage1_fusion is not None:
+            weight = self.stage1_fusion.get("model_weight")
+            from ..embedder import DESCRIPTOR_NAMES
+
+            if self.stage1_fusion.get("descriptor") not in DESCRIPTOR_NAMES or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+                raise ValueError(f"stage1_fusion needs a descriptor (one of {DESCRIPTOR_NAMES}) and a "
+                                 f"model_weight in [0, 1]: {self.stage1_fusion}")
+
+    def retrieval_card(self) -> dict[str, Any]:
+        """The card entries that tell the encoder API how to use the trained model for retrieval."""
+        card: dict[str, Any] = {"sketch_views": self.sketch_views}
+        if self.stage1_fusion is not None:
+            card["stage1_fusion"] = dict(self.stage1_fusion)
+        return card
 
     def resolved(self, path: str) -> Path:
         os.environ.setdefault("SKETCH_SEARCH_DATA", str(REPO.parent / "shared" / "data"))

@@ -90,7 +90,7 @@ def prepare_run_folder(cfg: TrainConfig, run_dir: Path) -> None:
 
 def export(model: MLAGT, path: Path, cfg: TrainConfig, step: int, classes: list[str], extra: dict | None = None) -> Path:
     card = {"name": cfg.name, "training": {"step": step, "config": cfg.to_dict(), "trained_classes": classes},
-            "licences": LICENCES, **(extra or {})}
+            "licences": LICENCES, **cfg.retrieval_card(), **(extra or {})}
     return save_checkpoint(model, path, card)
 
 

@@ -1,7 +1,10 @@
 """Make a trained checkpoint the shipped default: half-precision weights plus a model card with
-the architecture summary, training recipe, measured figures and licences.
+the architecture summary, training recipe, measured figures, licences, and how retrieval uses the
+model (stage-1 fusion and sketch views: taken from the checkpoint's card, which has them from the
+run config, unless given here).
 
-    python -m engine.training.ship runs/lite0-default/step_01200.safetensors --figures figures.json
+    python -m engine.training.ship runs/lite0-default/step_00150.safetensors --figures figures.json \
+        [--fusion efficientnet_lite0_gem:0.5] [--sketch-views 8]
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..embedder import MODELS_DIR
+from ..embedder import DESCRIPTOR_NAMES, MODELS_DIR, SKETCH_VIEW_CHOICES
 from ..model.checkpoints import load_checkpoint, save_checkpoint
 from .loop import LICENCES
 
@@ -23,7 +26,27 @@ def architecture_summary(cfg: dict) -> str:
             f"keep rates {cfg['keep_rates']}), one cross-attention layer ({cfg['ca_heads']} heads) for stage-2 re-ranking")
 
 
-def ship(checkpoint: Path, figures: dict, out: Path = MODELS_DIR / "default.safetensors", name: str | None = None) -> Path:
+def parse_fusion(text: str) -> dict | None:
+    """'DESCRIPTOR:WEIGHT' -> a stage1_fusion entry; 'none' -> None."""
+    if text.lower() == "none":
+        return None
+    descriptor, sep, weight = text.rpartition(":")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if not sep or descriptor not in DESCRIPTOR_NAMES or not 0 <= value <= 1:
+        raise ValueError(f"--fusion wants DESCRIPTOR:WEIGHT with DESCRIPTOR one of {DESCRIPTOR_NAMES} "
+                         f"and WEIGHT in [0, 1], or 'none'; got {text!r}")
+    return {"descriptor": descriptor, "model_weight": value}
+
+
+UNSET = object()
+
+
+def ship(checkpoint: Path, figures: dict, out: Path = MODELS_DIR / "default.safetensors", name: str | None = None,
+         fusion=UNSET, sketch_views: int | None = None) -> Path:
+    """fusion: a stage1_fusion entry, None for none, or UNSET to keep the checkpoint's."""
     model, card = load_checkpoint(checkpoint)
     training = card.get("training", {})
     new_card = {
@@ -32,7 +55,13 @@ def ship(checkpoint: Path, figures: dict, out: Path = MODELS_DIR / "default.safe
         "training": {**training, "source_checkpoint": checkpoint.name, "source_sha256": card.get("weights_sha256")},
         "figures": figures,
         "licences": LICENCES,
+        "sketch_views": sketch_views or card.get("sketch_views", 1),
     }
+    fusion = card.get("stage1_fusion") if fusion is UNSET else fusion
+    if fusion:
+        new_card["stage1_fusion"] = fusion
+    if new_card["sketch_views"] not in SKETCH_VIEW_CHOICES:
+        raise ValueError(f"sketch_views must be one of {SKETCH_VIEW_CHOICES}, not {new_card['sketch_views']!r}")
     path = save_checkpoint(model, out, new_card, half=True)
     if path.stat().st_size > MAX_BYTES:
         raise ValueError(f"{path} is {path.stat().st_size} bytes, over the 25 MB budget")
@@ -45,8 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", required=True, help="JSON file of measured figures for the card")
     p.add_argument("--name")
     p.add_argument("--out", default=str(MODELS_DIR / "default.safetensors"))
+    p.add_argument("--fusion", help="stage-1 fusion as DESCRIPTOR:WEIGHT (model share), or 'none' "
+                                    "(default: as in the checkpoint's card)")
+    p.add_argument("--sketch-views", type=int, choices=SKETCH_VIEW_CHOICES,
+                   help="average each sketch over its 4 rotations or 8 rotations and mirrors (default: as in the card)")
     args = p.parse_args(argv)
-    path = ship(Path(args.checkpoint), json.loads(Path(args.figures).read_text()), Path(args.out), args.name)
+    try:
+        fusion = UNSET if args.fusion is None else parse_fusion(args.fusion)
+    except ValueError as exc:
+        p.error(str(exc))
+    path = ship(Path(args.checkpoint), json.loads(Path(args.figures).read_text()), Path(args.out), args.name,
+                fusion, args.sketch_views)
     print(f"shipped {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

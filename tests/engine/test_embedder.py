@@ -98,15 +98,21 @@ def test_cli_embed_and_info(tiny_checkpoint, tmp_path):
     assert info.returncode == 0 and json.loads(info.stdout)["model"] == "test-tiny"
 
 
-def _fused_card(tiny_checkpoint, tmp_path, weight):
+def _card_with(tiny_checkpoint, tmp_path, **entries):
+    """A copy of the tiny checkpoint whose card has the given entries added."""
     import shutil
     for suffix in (".safetensors", ".json"):
         shutil.copy(tiny_checkpoint.with_suffix(suffix), tmp_path)
     card_path = tmp_path / tiny_checkpoint.with_suffix(".json").name
     card = json.loads(card_path.read_text())
-    card["stage1_fusion"] = {"descriptor": "efficientnet_lite0_gap", "model_weight": weight}
+    card.update(entries)
     card_path.write_text(json.dumps(card))
     return card_path.with_suffix(".safetensors")
+
+
+def _fused_card(tiny_checkpoint, tmp_path, weight, descriptor="efficientnet_lite0_gap", **entries):
+    return _card_with(tiny_checkpoint, tmp_path, stage1_fusion={"descriptor": descriptor, "model_weight": weight},
+                      **entries)
 
 
 def test_stage1_fusion_with_the_pretrained_descriptor(tiny_checkpoint, tmp_path, embedder):
@@ -132,3 +138,67 @@ def test_unusable_fusion_entry_is_a_clear_error(tiny_checkpoint, tmp_path):
     path = _fused_card(tiny_checkpoint, tmp_path, 1.5)
     with pytest.raises(CheckpointError, match="stage1_fusion"):
         Embedder.from_checkpoint(path, device="cpu")
+
+
+def test_gem_descriptor_pools_the_head_features_with_p3(tiny_checkpoint, tmp_path):
+    """The GeM partner is (mean of x^3)^(1/3) over the Lite0 head features, not their average."""
+    from engine.model.pretrained import lite0_gap_network, lite0_gem_network
+
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        head = lite0_gap_network().forward_features(x)
+        gem = lite0_gem_network()(x)
+    assert torch.allclose(gem, head.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3), atol=1e-5)
+    assert not torch.allclose(gem, head.mean((2, 3)), atol=1e-3)
+    fused = Embedder.from_checkpoint(_fused_card(tiny_checkpoint, tmp_path, 0.5, "efficientnet_lite0_gem"), device="cpu")
+    assert fused.vector_dim == 64 + 1280 and "efficientnet_lite0_gem" in fused.identity
+
+
+def _arrow():
+    """An asymmetric sketch: each rotation and mirror image of it is a different picture. Its strokes
+    reach all four edges, so the crop to the strokes is the whole square and commutes with turning."""
+    im = Image.new("RGB", (120, 120), "white")
+    d = ImageDraw.Draw(im)
+    d.line([0, 60, 119, 60], fill="black", width=4)
+    d.line([119, 60, 80, 0], fill="black", width=4)
+    d.line([0, 60, 30, 119], fill="black", width=4)
+    return np.asarray(im)
+
+
+@pytest.mark.parametrize("views", [4, 8])
+def test_sketch_views_average_the_rotated_sketch(tiny_checkpoint, tmp_path, embedder, views):
+    """With sketch_views the stage-1 vector is the normalised mean over the rotations (and mirror
+    images) of the sketch: the same for the sketch turned by 90 degrees, and the mean of what the
+    plain model gives for each view. Image vectors do not change."""
+    multi = Embedder.from_checkpoint(_card_with(tiny_checkpoint, tmp_path, sketch_views=views), device="cpu")
+    arrow = _arrow()
+    vec = multi.embed_sketches([arrow]).cls
+    turned = multi.embed_sketches([np.rot90(arrow)]).cls
+    assert np.allclose(vec, turned, atol=1e-4)
+    mirrored = multi.embed_sketches([arrow[:, ::-1]]).cls
+    assert np.allclose(vec, mirrored, atol=1e-4) == (views == 8)
+    each = [embedder.embed_sketches([np.rot90(a, k)]).cls[0] for a in (arrow, arrow[:, ::-1])[:views // 4]
+            for k in range(4)]
+    mean = np.mean(each, 0)
+    assert np.allclose(vec[0], mean / np.linalg.norm(mean), atol=1e-4)
+    assert not np.allclose(vec, embedder.embed_sketches([arrow]).cls, atol=1e-3)
+    images = np.random.default_rng(5).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    assert np.allclose(multi.embed_images(images).cls, embedder.embed_images(images).cls, atol=1e-6)
+    assert multi.identity == embedder.identity  # tile vectors are the same, so is the index
+    with_tokens = multi.embed_sketches([arrow], with_tokens=True)
+    assert with_tokens.tokens.shape[0] == 1
+    assert torch.allclose(with_tokens.tokens, embedder.embed_sketches([arrow], with_tokens=True).tokens, atol=1e-5)
+
+
+def test_sketch_views_with_fusion_average_each_part(tiny_checkpoint, tmp_path):
+    """Under fusion each part is averaged over the views and re-normalised on its own, so the
+    w / (1 - w) balance holds for the averaged vector too."""
+    multi = Embedder.from_checkpoint(_fused_card(tiny_checkpoint, tmp_path, 0.25, sketch_views=4), device="cpu")
+    vec = multi.embed_sketches([_arrow()]).cls[0]
+    assert np.isclose(np.linalg.norm(vec[:64]) ** 2, 0.25, atol=1e-5)
+    assert np.isclose(np.linalg.norm(vec[64:]) ** 2, 0.75, atol=1e-5)
+
+
+def test_unusable_sketch_views_is_a_clear_error(tiny_checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="sketch_views"):
+        Embedder.from_checkpoint(_card_with(tiny_checkpoint, tmp_path, sketch_views=3), device="cpu")

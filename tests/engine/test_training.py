@@ -117,6 +117,40 @@ def test_cli_reports_bad_configs_in_one_line(tmp_path, capsys, images):
     assert "nosuch" in capsys.readouterr().err
 
 
+def test_retrieval_settings_travel_from_run_config_to_shipped_card(images, tmp_path):
+    """stage1_fusion and sketch_views in a run config reach every checkpoint's card, and ship keeps
+    them unless told otherwise, so `make train` + ship reproduces how the default is used."""
+    from engine.embedder import Embedder
+    from engine.training.ship import main as ship_main
+
+    fusion = {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5}
+    run = tmp_path / "run"
+    final = train(tiny_config(images, stage1_fusion=fusion, sketch_views=8), run)
+    card = json.loads(final.with_suffix(".json").read_text())
+    assert card["stage1_fusion"] == fusion and card["sketch_views"] == 8
+    figures = tmp_path / "figures.json"
+    figures.write_text("{}")
+    kept = tmp_path / "kept.safetensors"
+    assert ship_main([str(final), "--figures", str(figures), "--out", str(kept)]) == 0
+    emb = Embedder.from_checkpoint(kept, device="cpu")
+    assert emb.card["stage1_fusion"] == fusion and emb.sketch_views == 8
+    changed = tmp_path / "changed.safetensors"
+    assert ship_main([str(final), "--figures", str(figures), "--out", str(changed),
+                      "--fusion", "none", "--sketch-views", "4"]) == 0
+    emb = Embedder.from_checkpoint(changed, device="cpu")
+    assert "stage1_fusion" not in emb.card and emb.sketch_views == 4 and emb.vector_dim == 32
+    with pytest.raises(SystemExit):
+        ship_main([str(final), "--figures", str(figures), "--out", str(changed), "--fusion", "sift:0.5"])
+
+
+@pytest.mark.parametrize("changes", [{"sketch_views": 3},
+                                     {"stage1_fusion": {"descriptor": "sift", "model_weight": 0.5}},
+                                     {"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 2}}])
+def test_bad_retrieval_settings_are_refused(images, changes):
+    with pytest.raises(ValueError):
+        tiny_config(images, **changes)
+
+
 def test_shipped_default_model():
     from engine.embedder import DEFAULT_CHECKPOINT, Embedder
 
@@ -130,3 +164,5 @@ def test_shipped_default_model():
     vec = emb.embed_sketches([np.pad(np.zeros((40, 40, 3), np.uint8), ((50, 50), (50, 50), (0, 0)), constant_values=255)]).cls
     assert vec.shape == (1, emb.vector_dim) and np.isfinite(vec).all()
     assert abs(float(np.linalg.norm(vec)) - 1) < 1e-5
+    # how the figures in BENCHMARKS.md were measured: GeM fusion at w = 0.5, 8 sketch views
+    assert card["stage1_fusion"]["descriptor"] == "efficientnet_lite0_gem" and card["sketch_views"] == 8
