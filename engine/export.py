@@ -1,6 +1,11 @@
 """Writing polygons with attributes as a GIS layer: .shp (+ .shx .dbf .prj .cpg), .gpkg or
 .geojson, chosen by the extension. Written under a temporary name in the same folder and renamed
 into place, so a failure leaves no partial output; an existing output is kept unless overwrite.
+
+Shapefiles and GeoPackages keep the CRS they are given. GeoJSON is written as RFC 7946 requires:
+longitude/latitude in WGS 84 (EPSG:4326), whatever the given CRS; GDAL's RFC7946 option does the
+reprojection (and the standard's winding order, antimeridian splitting and 7-decimal precision,
+about 1 cm).
 """
 from __future__ import annotations
 
@@ -77,6 +82,8 @@ def write_polygons(path: str | os.PathLike, geometries: Sequence, fields: dict[s
         extra = {"ENCODING": "UTF-8"} if driver == "ESRI Shapefile" else {}
         if driver == "GPKG":
             extra["layer"] = layer or path.stem
+        if driver == "GeoJSON":
+            extra["RFC7946"] = "YES"  # reprojects to EPSG:4326 (lon/lat) when the CRS is another
         with fiona.open(tmp, "w", driver=driver, schema=schema, crs=FionaCRS.from_wkt(crs_wkt), **extra) as dst:
             for i, geom in enumerate(geometries):
                 if geom.geom_type == "MultiPolygon":
@@ -99,7 +106,8 @@ def write_polygons(path: str | os.PathLike, geometries: Sequence, fields: dict[s
 
 
 def write_matches(path: str | os.PathLike, matches: Sequence, crs_wkt: str | None = None, overwrite: bool = False) -> Path:
-    """Search matches -> a layer with fields rank, score, source, scale (tile size in m), merged."""
+    """Search matches -> a layer with fields rank, score, source, scale (tile size in m), merged.
+    A .geojson output is reprojected to WGS 84 lon/lat (RFC 7946); .shp/.gpkg keep the CRS."""
     if not matches and crs_wkt is None:
         raise ExportError("no matches and no CRS to write an empty layer with")
     crs = crs_wkt or matches[0].crs_wkt

@@ -58,8 +58,8 @@ def register(sub) -> None:
                        epilog=EXAMPLE, formatter_class=_formatter())
     p.add_argument("--sketch", required=True, metavar="PATH", help="the sketch: dark strokes on white, or strokes on transparency")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="N", help="number of matches (default: %(default)s)")
-    p.add_argument("--out", required=True, metavar="PATH", help="output layer: .shp, .gpkg or .geojson (by extension)")
-    p.add_argument("--out-crs", metavar="CRS", help="CRS of the output (default: the first raster's)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output layer: .shp, .gpkg or .geojson (by extension; GeoJSON is always WGS 84 lon/lat, RFC 7946)")
+    p.add_argument("--out-crs", metavar="CRS", help="CRS of a .shp/.gpkg output (default: the first raster's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULT_STAGE2,
                    help="re-rank the best candidates with cross-attention (default: %s; measured "

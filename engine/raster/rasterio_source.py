@@ -45,6 +45,60 @@ def default_bands(ds) -> tuple[int, int, int]:
     return (colour[0],) * 3 if colour else (1, 1, 1)
 
 
+def file_stamp(path: str | os.PathLike) -> str:
+    """size:mtime_ns of a file; changes when the file is rewritten or touched."""
+    stat = os.stat(path)
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def vrt_source_paths(vrt_path: str | os.PathLike) -> list[str]:
+    """The files a VRT reads, in document order: every SourceFilename (simple, complex, averaged,
+    kernel-filtered and mask-band sources, overviews) and SourceDataset (warped VRTs). A name
+    marked relativeToVRT="1" is resolved against the VRT's folder, as GDAL does; other relative
+    names against the working directory. /vsi paths and URLs are returned unchanged."""
+    import xml.etree.ElementTree as ET
+
+    folder = Path(vrt_path).resolve().parent
+    out = []
+    for elem in ET.parse(vrt_path).getroot().iter():
+        if elem.tag not in ("SourceFilename", "SourceDataset") or not (elem.text or "").strip():
+            continue
+        name = elem.text.strip()
+        if "://" in name or name.startswith("/vsi"):
+            out.append(name)
+        elif elem.get("relativeToVRT", "0").strip().lower() in ("1", "true", "yes"):
+            out.append(str((folder / name).resolve()))
+        else:
+            out.append(str(Path(name).resolve()))
+    return out
+
+
+def vrt_sources_stamp(vrt_path: str | os.PathLike, _seen: frozenset = frozenset()) -> str:
+    """A short digest of the VRT's source files and their size:mtime stamps (nested VRTs followed,
+    cycles cut), so rewriting or touching any source changes a VRT's identity. A source that cannot
+    be stat'ed (missing, URL, driver-prefixed name) enters by its name alone."""
+    import hashlib
+    import xml.etree.ElementTree as ET
+
+    vrt_path = str(Path(vrt_path).resolve())
+    seen = _seen | {vrt_path}
+    try:
+        paths = vrt_source_paths(vrt_path)
+    except (OSError, ET.ParseError):
+        return "unparsed"
+    parts = []
+    for path in paths:
+        try:
+            stamp = file_stamp(path)
+        except OSError:
+            stamp = "unstatted"
+        if path.lower().endswith(".vrt") and path not in seen and stamp != "unstatted":
+            stamp += "+" + vrt_sources_stamp(path, seen)
+        parts.append(f"{path}={stamp}")
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return f"{len(parts)}:{digest}"
+
+
 class RasterioSource:
     """A raster file as a RasterSource. `bands`: 1-based band numbers for R, G, B (or one for grey)."""
 
@@ -79,9 +133,11 @@ class RasterioSource:
         self.width, self.height = ds.width, ds.height
         self.dtypes = tuple(ds.dtypes[b - 1] for b in bands)
         resolved = self.path if is_url else str(Path(self.path).resolve())
-        stat = None if is_url else os.stat(resolved)
-        mtime = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "url"
-        self.identity = f"{resolved}|{self.width}x{self.height}|{mtime}|bands={','.join(map(str, bands))}|stretch=p2-98"
+        mtime = "url" if is_url else file_stamp(resolved)
+        # A VRT's pixels live in its source files: their stamps are part of its identity.
+        sources = f"|sources={vrt_sources_stamp(resolved)}" if ds.driver == "VRT" and not is_url else ""
+        self.identity = (f"{resolved}|{self.width}x{self.height}|{mtime}{sources}"
+                         f"|bands={','.join(map(str, bands))}|stretch=p2-98")
         self._lut = self._stretch_params()
 
     # -- statistics ---------------------------------------------------------------------------------

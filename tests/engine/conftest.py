@@ -1,7 +1,10 @@
-"""GeoTIFF fixtures for the raster, tiling, index and search tests: real files written with rasterio."""
+"""Shared fixtures of the engine tests: real GeoTIFFs written with rasterio (raster, tiling, index
+and search tests), the bar sketch and the tiny-model embedder (index and search tests)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pytest
@@ -25,6 +28,32 @@ def write_tif(path: Path, data: np.ndarray, transform: Affine = Affine(0.3, 0, 5
         if colorinterp:
             dst.colorinterp = colorinterp
     return path
+
+
+def write_vrt(path: Path, source: Path, relative: bool = True) -> Path:
+    """A plain VRT (GDAL's XML, written by hand) at `path` re-exposing every band of `source` (a
+    GeoTIFF or another VRT), named relative to the VRT's folder (relativeToVRT="1") or absolute."""
+    with rasterio.open(source) as ds:
+        width, height, count, dtypes = ds.width, ds.height, ds.count, ds.dtypes
+        gt = ", ".join(repr(v) for v in ds.transform.to_gdal())
+        srs = escape(ds.crs.to_wkt(), {'"': "&quot;"})
+    name = os.path.relpath(Path(source).resolve(), Path(path).resolve().parent) if relative else str(Path(source).resolve())
+    gdal_types = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
+    bands = "".join(f"""
+  <VRTRasterBand dataType="{gdal_types[dtypes[b - 1]]}" band="{b}">
+    <SimpleSource>
+      <SourceFilename relativeToVRT="{int(relative)}">{escape(name)}</SourceFilename>
+      <SourceBand>{b}</SourceBand>
+      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>
+      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>
+    </SimpleSource>
+  </VRTRasterBand>""" for b in range(1, count + 1))
+    Path(path).write_text(f"""<VRTDataset rasterXSize="{width}" rasterYSize="{height}">
+  <SRS>{srs}</SRS>
+  <GeoTransform>{gt}</GeoTransform>{bands}
+</VRTDataset>
+""")
+    return Path(path)
 
 
 def pattern(rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -53,13 +82,34 @@ def make_tif(tmp_path):
 
 
 
+@pytest.fixture(scope="session")
+def bar_sketch() -> np.ndarray:
+    """The sketch the index and search tests query with: a black vertical bar on white, 64 x 64.
+    Read-only, so no test can change it for another."""
+    sketch = np.full((64, 64, 3), 255, np.uint8)
+    sketch[16:48, 28:36] = 0
+    sketch.setflags(write=False)
+    return sketch
+
+
+@pytest.fixture(scope="module")
+def emb(request, tiny_checkpoint):
+    """The tiny seeded model on the CPU. Its batch size is the test module's EMB_BATCH_SIZE (how
+    many tiles go between progress/cancel checks matters to some tests), else 16."""
+    from engine.embedder import Embedder
+
+    return Embedder.from_checkpoint(tiny_checkpoint, "cpu", batch_size=getattr(request.module, "EMB_BATCH_SIZE", 16))
+
+
 class _Tools:
     write_tif = staticmethod(write_tif)
+    write_vrt = staticmethod(write_vrt)
     pattern = staticmethod(pattern)
     UTM = UTM
 
 
 @pytest.fixture(scope="session")
 def geo():
-    """Helpers for tests: geo.write_tif(path, data, ...), geo.pattern(rows, cols), geo.UTM."""
+    """Helpers for tests: geo.write_tif(path, data, ...), geo.write_vrt(path, source, relative=True),
+    geo.pattern(rows, cols), geo.UTM."""
     return _Tools

@@ -126,7 +126,7 @@ def test_within_polygon_file_limits_the_search(tmp_path, base, capsys):
     from shapely.geometry import box
 
     from engine.export import write_polygons
-    from engine.tiling import parse_crs
+    from engine.tiling import parse_crs, reproject
 
     area = tmp_path / "area.geojson"
     write_polygons(area, [box(500000, 4000000 - 60, 500060, 4000000)], {"id": np.array([1])},
@@ -135,7 +135,9 @@ def test_within_polygon_file_limits_the_search(tmp_path, base, capsys):
     code, stdout, err = _run(base + ["--within", str(area), "--out", str(out), "--top-k", "2"], capsys)
     assert code == 0, err
     with fiona.open(out) as layer:
-        assert all(box(500000, 4000000 - 60, 500060, 4000000).intersects(shape(f["geometry"])) for f in layer)
+        assert layer.crs.to_epsg() == 4326  # GeoJSON: WGS 84 lon/lat (RFC 7946)
+        found = reproject(np.array([shape(f["geometry"]) for f in layer]), layer.crs_wkt, parse_crs("EPSG:32611").to_wkt())
+    assert len(found) > 0 and all(box(500000, 4000000 - 60, 500060, 4000000).intersects(g) for g in found)
     assert "5 tiles computed" in stdout  # 4 tiles of 60 m and 1 of 120 m touch the square
 
 

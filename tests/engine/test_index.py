@@ -18,21 +18,15 @@ from engine.index.store import EMBEDDED, NOT_DONE
 from engine.raster.rasterio_source import RasterioSource
 from engine.search import SearchCancelled, SearchOptions, run_search
 
-SKETCH = np.full((64, 64, 3), 255, np.uint8)
-SKETCH[16:48, 28:36] = 0
+EMB_BATCH_SIZE = 8  # the conftest `emb` fixture's batch size here: the cancel test counts tiles per batch
 
 
-@pytest.fixture(scope="module")
-def emb(tiny_checkpoint):
-    return Embedder.from_checkpoint(tiny_checkpoint, "cpu", batch_size=8)
-
-
-def test_second_search_computes_nothing_and_vectors_match(tmp_path, rgb_tif, emb):
+def test_second_search_computes_nothing_and_vectors_match(tmp_path, rgb_tif, emb, bar_sketch):
     opts = SearchOptions(index_dir=tmp_path / "idx", top_k=3, tile_sizes_m=(60,))
     src = RasterioSource(rgb_tif)
-    first = run_search(emb, SKETCH, [src], options=opts)
+    first = run_search(emb, bar_sketch, [src], options=opts)
     assert first.computed == 35 and first.cached == 0
-    second = run_search(emb, SKETCH, [src], options=opts)
+    second = run_search(emb, bar_sketch, [src], options=opts)
     assert second.computed == 0 and second.cached == 35
     assert [(m.geometry.wkt, round(m.score, 5)) for m in first.matches] == \
            [(m.geometry.wkt, round(m.score, 5)) for m in second.matches]
@@ -45,14 +39,14 @@ def test_second_search_computes_nothing_and_vectors_match(tmp_path, rgb_tif, emb
     np.testing.assert_allclose(cls[[0, 17]], emb.embed_images(imgs).cls, atol=1e-5)
 
 
-def test_key_changes_with_tiling_model_and_raster(tmp_path, rgb_tif, emb, tiny_checkpoint, geo):
+def test_key_changes_with_tiling_model_and_raster(tmp_path, rgb_tif, emb, tiny_checkpoint, geo, bar_sketch):
     idx = tmp_path / "idx"
     base = SearchOptions(index_dir=idx, top_k=1, tile_sizes_m=(60,), stage2=False)
     src = RasterioSource(rgb_tif)
-    run_search(emb, SKETCH, [src], options=base)
+    run_search(emb, bar_sketch, [src], options=base)
     assert len(list_entries(idx)) == 1
-    assert run_search(emb, SKETCH, [src], options=SearchOptions(**{**base.__dict__, "overlap": 0.25})).computed > 0
-    assert run_search(emb, SKETCH, [src], options=SearchOptions(**{**base.__dict__, "tile_sizes_m": (90,)})).computed > 0
+    assert run_search(emb, bar_sketch, [src], options=SearchOptions(**{**base.__dict__, "overlap": 0.25})).computed > 0
+    assert run_search(emb, bar_sketch, [src], options=SearchOptions(**{**base.__dict__, "tile_sizes_m": (90,)})).computed > 0
     assert len(list_entries(idx)) == 3
     # another model (different weights) -> new entry
     import torch
@@ -61,17 +55,33 @@ def test_key_changes_with_tiling_model_and_raster(tmp_path, rgb_tif, emb, tiny_c
     with torch.no_grad():
         next(other.model.parameters()).add_(0.01)
     path = save_checkpoint(other.model, tmp_path / "other.safetensors", card={"name": "other"})
-    assert run_search(Embedder.from_checkpoint(path, "cpu"), SKETCH, [src], options=base).computed == 35
+    assert run_search(Embedder.from_checkpoint(path, "cpu"), bar_sketch, [src], options=base).computed == 35
     # the raster rewritten (new mtime) -> new entry, old vectors unused
     st = os.stat(rgb_tif)
     geo.write_tif(rgb_tif, geo.pattern(600, 800, seed=5))
     os.utime(rgb_tif, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert run_search(emb, SKETCH, [RasterioSource(rgb_tif)], options=base).computed == 35
+    assert run_search(emb, bar_sketch, [RasterioSource(rgb_tif)], options=base).computed == 35
     assert len(list_entries(idx)) == 5
     assert remove_entries(idx, str(rgb_tif.resolve())) == 5 and list_entries(idx) == []
 
 
-def test_cancel_then_resume_computes_only_the_rest(tmp_path, rgb_tif, emb):
+def test_rewritten_source_of_a_vrt_is_not_served_from_the_index(tmp_path, geo, emb, bar_sketch):
+    """The index key of a .vrt follows its source file: new pixels under an unchanged .vrt are
+    embedded again, not read from the old entry."""
+    tif = geo.write_tif(tmp_path / "src.tif", geo.pattern(600, 800))
+    vrt = geo.write_vrt(tmp_path / "m.vrt", tif)  # source named relative to the VRT
+    opts = SearchOptions(index_dir=tmp_path / "idx", top_k=3, tile_sizes_m=(60,), stage2=False)
+    assert run_search(emb, bar_sketch, [RasterioSource(vrt)], options=opts).computed == 35
+    assert run_search(emb, bar_sketch, [RasterioSource(vrt)], options=opts).cached == 35
+    st = os.stat(tif)
+    geo.write_tif(tif, geo.pattern(600, 800, seed=7))
+    os.utime(tif, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = run_search(emb, bar_sketch, [RasterioSource(vrt)], options=opts)
+    assert again.computed == 35 and again.cached == 0
+    assert len(list_entries(tmp_path / "idx")) == 2
+
+
+def test_cancel_then_resume_computes_only_the_rest(tmp_path, rgb_tif, emb, bar_sketch):
     opts = SearchOptions(index_dir=tmp_path / "idx", top_k=3, tile_sizes_m=(60,))
     src = RasterioSource(rgb_tif)
     calls = []
@@ -79,16 +89,16 @@ def test_cancel_then_resume_computes_only_the_rest(tmp_path, rgb_tif, emb):
         calls.append(1)
         return len(calls) >= 2
     with pytest.raises(SearchCancelled, match="16 of 35"):
-        run_search(emb, SKETCH, [src], options=opts, is_cancelled=cancel_after_two_batches)
+        run_search(emb, bar_sketch, [src], options=opts, is_cancelled=cancel_after_two_batches)
     (entry,) = list_entries(tmp_path / "idx")
     assert entry["embedded"] == 16
-    rest = run_search(emb, SKETCH, [src], options=opts)
+    rest = run_search(emb, bar_sketch, [src], options=opts)
     assert rest.computed == 35 - 16 and rest.cached == 16
-    fresh = run_search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "use_index": False}))
+    fresh = run_search(emb, bar_sketch, [src], options=SearchOptions(**{**opts.__dict__, "use_index": False}))
     assert [m.geometry.wkt for m in rest.matches] == [m.geometry.wkt for m in fresh.matches]
 
 
-def test_killed_build_leaves_a_consistent_entry(tmp_path, rgb_tif, tiny_checkpoint):
+def test_killed_build_leaves_a_consistent_entry(tmp_path, rgb_tif, tiny_checkpoint, bar_sketch):
     """SIGKILL a build half-way: the entry stays readable, and what it marks done is correct."""
     idx = tmp_path / "idx"
     script = textwrap.dedent(f"""
@@ -132,12 +142,12 @@ def test_killed_build_leaves_a_consistent_entry(tmp_path, rgb_tif, tiny_checkpoi
     ids = np.flatnonzero(state == EMBEDDED)
     imgs = np.stack([src.read_rgb(g.window(t), (64, 64))[0] for t in ids])
     np.testing.assert_allclose(cls[ids], emb.embed_images(imgs).cls, atol=1e-5)
-    rest = run_search(emb, SKETCH, [src], options=SearchOptions(index_dir=idx, tile_sizes_m=(60,), stage2=False))
+    rest = run_search(emb, bar_sketch, [src], options=SearchOptions(index_dir=idx, tile_sizes_m=(60,), stage2=False))
     assert rest.computed == 35 - done
 
 
-def test_tile_polygons_open_in_gis_tools(tmp_path, rgb_tif, emb):
-    run_search(emb, SKETCH, [RasterioSource(rgb_tif)],
+def test_tile_polygons_open_in_gis_tools(tmp_path, rgb_tif, emb, bar_sketch):
+    run_search(emb, bar_sketch, [RasterioSource(rgb_tif)],
                options=SearchOptions(index_dir=tmp_path / "idx", tile_sizes_m=(120,), stage2=False))
     (entry,) = list_entries(tmp_path / "idx")
     with fiona.open(os.path.join(entry["folder"], "tiles.gpkg")) as layer:
@@ -147,30 +157,30 @@ def test_tile_polygons_open_in_gis_tools(tmp_path, rgb_tif, emb):
         assert {"tile", "row", "col", "scale"} <= set(layer.schema["properties"])
 
 
-def test_mostly_nodata_tiles_are_skipped_and_remembered(tmp_path, geo, emb):
+def test_mostly_nodata_tiles_are_skipped_and_remembered(tmp_path, geo, emb, bar_sketch):
     img = geo.pattern(600, 800)
     img[:, :, 400:] = 0  # right half nodata
     src = RasterioSource(geo.write_tif(tmp_path / "half.tif", img, nodata=0))
     opts = SearchOptions(index_dir=tmp_path / "idx", top_k=50, tile_sizes_m=(60,), stage2=False)
-    first = run_search(emb, SKETCH, [src], options=opts)
+    first = run_search(emb, bar_sketch, [src], options=opts)
     assert first.skipped > 10 and first.computed + first.skipped == 35
     assert all(m.geometry.centroid.x < 500000 + 120 + 30 for m in first.matches)
-    second = run_search(emb, SKETCH, [src], options=opts)
+    second = run_search(emb, bar_sketch, [src], options=opts)
     assert second.computed == 0 and second.skipped == 0
 
 
-def test_stage2_computes_tokens_of_candidates_only_when_not_stored(tmp_path, rgb_tif, emb):
+def test_stage2_computes_tokens_of_candidates_only_when_not_stored(tmp_path, rgb_tif, emb, bar_sketch):
     src = RasterioSource(rgb_tif)
     opts = SearchOptions(index_dir=tmp_path / "idx", top_k=1, candidates=10, tile_sizes_m=(60,), stage2=False)
-    run_search(emb, SKETCH, [src], options=opts)
+    run_search(emb, bar_sketch, [src], options=opts)
     (entry,) = list_entries(tmp_path / "idx")
     assert entry["with_tokens"] == 0
-    with_s2 = run_search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "stage2": True}))
+    with_s2 = run_search(emb, bar_sketch, [src], options=SearchOptions(**{**opts.__dict__, "stage2": True}))
     assert with_s2.computed == 0
     (entry,) = list_entries(tmp_path / "idx")
     assert entry["with_tokens"] == 10  # the stage-1 candidates
     # the same ranking as when every tile's tokens were stored during the build
-    full = run_search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "stage2": True,
+    full = run_search(emb, bar_sketch, [src], options=SearchOptions(**{**opts.__dict__, "stage2": True,
                                                                    "index_dir": tmp_path / "idx2"}))
     assert [m.geometry.wkt for m in full.matches] == [m.geometry.wkt for m in with_s2.matches]
     assert full.matches[0].score == pytest.approx(with_s2.matches[0].score, abs=1e-3)

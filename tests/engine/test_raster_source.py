@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
 
 from engine.raster import RasterSource, Window
-from engine.raster.rasterio_source import RasterError, RasterioSource
+from engine.raster.rasterio_source import RasterError, RasterioSource, vrt_source_paths
 
 
 def test_8bit_rgb_reads_pixels_unchanged(rgb_tif):
@@ -121,8 +123,7 @@ def test_overviews_used_and_cog_and_vrt(tmp_path, geo):
     rgb_cog, _ = RasterioSource(cog).read_rgb(Window(10, 20, 64, 64), (64, 64))
     rgb_tif, _ = src.read_rgb(Window(10, 20, 64, 64), (64, 64))
     np.testing.assert_array_equal(rgb_cog, rgb_tif)
-    vrt = tmp_path / "mosaic.vrt"
-    vrt.write_text(_vrt_xml(path, 1024, 1024))
+    vrt = geo.write_vrt(tmp_path / "mosaic.vrt", path, relative=False)
     rgb_vrt, _ = RasterioSource(vrt).read_rgb(Window(10, 20, 64, 64), (64, 64))
     np.testing.assert_array_equal(rgb_vrt, rgb_tif)
 
@@ -134,6 +135,67 @@ def test_identity_changes_with_file_and_bands(rgb_tif, geo):
     geo.write_tif(rgb_tif, geo.pattern(600, 800, seed=1))
     os.utime(rgb_tif, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert RasterioSource(rgb_tif).identity != a
+
+
+def _rewrite(path, geo, seed):
+    """New pixels in the same file, with a later mtime (even on coarse-clock filesystems)."""
+    st = os.stat(path)
+    geo.write_tif(path, geo.pattern(64, 96, seed=seed))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_vrt_identity_follows_its_source_files(tmp_path, geo, monkeypatch):
+    """A .vrt holds no pixels: rewriting or touching its source GeoTIFF must change its identity
+    (the index key) although the .vrt file itself is untouched. The source is named relative to the
+    VRT, and the working directory is elsewhere, so it must be resolved against the VRT's folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    tif = geo.write_tif(data / "src.tif", geo.pattern(64, 96, seed=0))
+    vrt = geo.write_vrt(data / "m.vrt", tif)  # <SourceFilename relativeToVRT="1">src.tif</SourceFilename>
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert vrt_source_paths(vrt) == [str(tif.resolve())] * 3
+    a = RasterioSource(vrt)
+    assert RasterioSource(vrt).identity == a.identity  # stable while nothing changes
+    win = Window(0, 0, 96, 64)
+    before = a.read_rgb(win, (64, 96))[0]
+    vrt_stat = os.stat(vrt)
+    _rewrite(tif, geo, seed=1)
+    assert (os.stat(vrt).st_size, os.stat(vrt).st_mtime_ns) == (vrt_stat.st_size, vrt_stat.st_mtime_ns)
+    b = RasterioSource(vrt)
+    assert b.identity != a.identity
+    assert not np.array_equal(before, b.read_rgb(win, (64, 96))[0])  # the pixels did change
+    # touching alone (same bytes, new mtime) counts too, as for a plain file
+    st = os.stat(tif)
+    os.utime(tif, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert RasterioSource(vrt).identity != b.identity
+    # the VRT's own path stays the prefix that `index clear` matches on
+    assert b.identity.startswith(str(vrt.resolve()) + "|")
+
+
+def test_nested_and_absolute_vrt_sources_count(tmp_path, geo):
+    tif = geo.write_tif(tmp_path / "src.tif", geo.pattern(64, 96, seed=0))
+    inner = geo.write_vrt(tmp_path / "inner.vrt", tif, relative=False)  # absolute path
+    outer = geo.write_vrt(tmp_path / "outer.vrt", inner)  # relative: inner.vrt
+    a_inner, a_outer = RasterioSource(inner).identity, RasterioSource(outer).identity
+    _rewrite(tif, geo, seed=2)
+    assert RasterioSource(inner).identity != a_inner
+    assert RasterioSource(outer).identity != a_outer  # through the inner VRT to the GeoTIFF
+
+
+@pytest.mark.skipif(not (shutil.which("gdalbuildvrt") and shutil.which("gdalwarp")), reason="GDAL command-line tools absent")
+def test_vrts_written_by_gdal_tools_follow_their_sources(tmp_path, geo):
+    """What gdalbuildvrt (SourceFilename, relativeToVRT="1") and gdalwarp -of VRT (SourceDataset)
+    write, not only our hand-written XML."""
+    a = geo.write_tif(tmp_path / "a.tif", geo.pattern(64, 96, seed=0))
+    b = geo.write_tif(tmp_path / "b.tif", geo.pattern(64, 96, seed=1), transform=Affine(0.3, 0, 500000 + 96 * 0.3, 0, -0.3, 4000000))
+    subprocess.run(["gdalbuildvrt", "-q", "mosaic.vrt", "a.tif", "b.tif"], cwd=tmp_path, check=True)
+    subprocess.run(["gdalwarp", "-q", "-of", "VRT", "-t_srs", "EPSG:4326", "b.tif", "warped.vrt"], cwd=tmp_path, check=True)
+    assert sorted(set(vrt_source_paths(tmp_path / "mosaic.vrt"))) == [str(a.resolve()), str(b.resolve())]
+    assert vrt_source_paths(tmp_path / "warped.vrt") == [str(b.resolve())]
+    before = {v: RasterioSource(tmp_path / v).identity for v in ("mosaic.vrt", "warped.vrt")}
+    _rewrite(b, geo, seed=3)
+    assert all(RasterioSource(tmp_path / v).identity != before[v] for v in before)
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
@@ -148,23 +210,3 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         dst.write(np.zeros((1, 8, 8), np.uint8))
     with pytest.raises(RasterError, match="coordinate reference system"):
         RasterioSource(plain)
-
-
-def _vrt_xml(path, width, height) -> str:
-    """A plain VRT (GDAL's XML format) that re-exposes the three bands of a GeoTIFF."""
-    with rasterio.open(path) as ds:
-        gt = ", ".join(repr(v) for v in ds.transform.to_gdal())
-        srs = ds.crs.to_wkt()
-    bands = "".join(f"""
-  <VRTRasterBand dataType="Byte" band="{b}">
-    <SimpleSource>
-      <SourceFilename relativeToVRT="0">{path}</SourceFilename>
-      <SourceBand>{b}</SourceBand>
-      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>
-      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>
-    </SimpleSource>
-  </VRTRasterBand>""" for b in (1, 2, 3))
-    return f"""<VRTDataset rasterXSize="{width}" rasterYSize="{height}">
-  <SRS>{srs.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")}</SRS>
-  <GeoTransform>{gt}</GeoTransform>{bands}
-</VRTDataset>"""

@@ -7,24 +7,16 @@ import shapely
 from affine import Affine
 from shapely.geometry import box
 
-from engine.embedder import Embedder
 from engine.preprocess import EmptySketchError
 from engine.raster.rasterio_source import RasterioSource
 from engine.search import Extent, SearchError, SearchOptions, TooManyTiles, estimate, run_search, search
 from engine.tiling import parse_crs, reproject
 
-SKETCH = np.full((64, 64, 3), 255, np.uint8)
-SKETCH[16:48, 28:36] = 0
 
 
-@pytest.fixture(scope="module")
-def emb(tiny_checkpoint):
-    return Embedder.from_checkpoint(tiny_checkpoint, "cpu", batch_size=16)
-
-
-def test_matches_follow_the_contract(tmp_path, rgb_tif, emb):
+def test_matches_follow_the_contract(tmp_path, rgb_tif, emb, bar_sketch):
     calls = []
-    matches = search(emb, SKETCH, [RasterioSource(rgb_tif)],
+    matches = search(emb, bar_sketch, [RasterioSource(rgb_tif)],
                      options=SearchOptions(index_dir=tmp_path, top_k=4), progress=lambda *a: calls.append(a))
     assert [m.rank for m in matches] == [1, 2, 3, 4]
     assert all(a.score >= b.score for a, b in zip(matches, matches[1:]))
@@ -38,7 +30,7 @@ def test_matches_follow_the_contract(tmp_path, rgb_tif, emb):
     assert calls[0][:2] == (0, 35 + 6 + 1) and calls[-1][0] == calls[-1][1]
 
 
-def test_a_planted_copy_of_an_image_is_found_first(tmp_path, geo, emb):
+def test_a_planted_copy_of_an_image_is_found_first(tmp_path, geo, emb, bar_sketch):
     """A tile-sized patch taken from elsewhere is placed in a raster; searching with the patch
     itself (as the 'sketch') must rank the tile holding it first, in stage 1 and stage 2."""
     img = geo.pattern(600, 600, seed=3)
@@ -49,7 +41,7 @@ def test_a_planted_copy_of_an_image_is_found_first(tmp_path, geo, emb):
     query = patch.transpose(1, 2, 0)
     cls = emb.embed_images(query[None]).cls[0]
     # compare with the tile vectors directly: the planted tile is the best by construction
-    res = run_search(emb, SKETCH, [src], options=SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60,), stage2=False, top_k=1))
+    res = run_search(emb, bar_sketch, [src], options=SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60,), stage2=False, top_k=1))
     from engine.index import list_entries
     (entry,) = list_entries(tmp_path / "i")
     vecs = np.memmap(f"{entry['folder']}/cls.f32", np.float32, "r", shape=(entry["count"], entry["dim"]))
@@ -59,14 +51,14 @@ def test_a_planted_copy_of_an_image_is_found_first(tmp_path, geo, emb):
     assert res.matches
 
 
-def test_several_rasters_in_different_crs(tmp_path, geo, emb):
+def test_several_rasters_in_different_crs(tmp_path, geo, emb, bar_sketch):
     a = RasterioSource(geo.write_tif(tmp_path / "a.tif", geo.pattern(400, 400)))
     # the second raster: 0.5 m pixels in WGS 84 / Pseudo-Mercator
     b = RasterioSource(geo.write_tif(tmp_path / "b.tif", geo.pattern(300, 300, seed=2), crs="EPSG:3857",
                                      transform=Affine(0.5, 0, -13_400_000, 0, -0.5, 4_480_000)))
     opts = SearchOptions(index_dir=tmp_path / "i", top_k=30, tile_sizes_m=(60,), stage2=False, merge_iou=0.99,
                          merge_containment=1.0)
-    matches = search(emb, SKETCH, [a, b], options=opts)
+    matches = search(emb, bar_sketch, [a, b], options=opts)
     assert {m.source for m in matches} == {"a.tif", "b.tif"}
     assert all(parse_crs(m.crs_wkt).to_epsg() == 32611 for m in matches)
     # b's tiles were reprojected to UTM: they lie far from a's, near b's location
@@ -76,41 +68,41 @@ def test_several_rasters_in_different_crs(tmp_path, geo, emb):
         if m.source == "b.tif":
             assert m.geometry.intersects(b_utm.buffer(100))
     # output CRS given
-    out = search(emb, SKETCH, [a, b], options=SearchOptions(**{**opts.__dict__, "output_crs": "EPSG:4326"}))
+    out = search(emb, bar_sketch, [a, b], options=SearchOptions(**{**opts.__dict__, "output_crs": "EPSG:4326"}))
     assert parse_crs(out[0].crs_wkt).to_epsg() == 4326 and abs(out[0].geometry.centroid.x) < 180
 
 
-def test_extent_limits_the_search_and_must_touch_a_raster(tmp_path, rgb_tif, emb):
+def test_extent_limits_the_search_and_must_touch_a_raster(tmp_path, rgb_tif, emb, bar_sketch):
     src = RasterioSource(rgb_tif)
     opts = SearchOptions(index_dir=tmp_path / "i", top_k=10, tile_sizes_m=(60,), stage2=False)
     ext = Extent.from_bbox(500000, 4000000 - 90, 500090, 4000000, "EPSG:32611")
-    res = run_search(emb, SKETCH, [src], extent=ext, options=opts)
+    res = run_search(emb, bar_sketch, [src], extent=ext, options=opts)
     assert res.computed == 9
     assert all(m.geometry.intersects(ext.geometry) for m in res.matches)
     with pytest.raises(SearchError, match="outside every raster"):
-        search(emb, SKETCH, [src], extent=Extent.from_bbox(0, 0, 10, 10, "EPSG:32611"), options=opts)
+        search(emb, bar_sketch, [src], extent=Extent.from_bbox(0, 0, 10, 10, "EPSG:32611"), options=opts)
     with pytest.raises(SearchError, match="unknown CRS"):
-        search(emb, SKETCH, [src], extent=Extent.from_bbox(0, 0, 10, 10, "EPSG:999999"), options=opts)
+        search(emb, bar_sketch, [src], extent=Extent.from_bbox(0, 0, 10, 10, "EPSG:999999"), options=opts)
     with pytest.raises(SearchError, match="empty bounding box"):
         Extent.from_bbox(5, 0, 1, 10, "EPSG:32611")
 
 
-def test_estimate_and_tile_limit(tmp_path, rgb_tif, emb):
+def test_estimate_and_tile_limit(tmp_path, rgb_tif, emb, bar_sketch):
     src = RasterioSource(rgb_tif)
     opts = SearchOptions(index_dir=tmp_path / "i", top_k=3, tile_sizes_m=(60, 120), max_tiles=20, stage2=False)
     est = estimate(emb, [src], options=opts)
     assert (est.tiles, est.cached, est.to_compute) == (35 + 6, 0, 41) and est.seconds > 0
     with pytest.raises(TooManyTiles, match="41 tiles .*limit of 20"):
-        search(emb, SKETCH, [src], options=opts)
-    assert search(emb, SKETCH, [src], options=SearchOptions(**{**opts.__dict__, "max_tiles": 41}))
+        search(emb, bar_sketch, [src], options=opts)
+    assert search(emb, bar_sketch, [src], options=SearchOptions(**{**opts.__dict__, "max_tiles": 41}))
     assert estimate(emb, [src], options=opts).to_compute == 0
 
 
-def test_empty_sketch_and_no_sources(tmp_path, rgb_tif, emb):
+def test_empty_sketch_and_no_sources(tmp_path, rgb_tif, emb, bar_sketch):
     with pytest.raises(EmptySketchError):
         search(emb, np.full((32, 32, 3), 255, np.uint8), [RasterioSource(rgb_tif)], options=SearchOptions(index_dir=tmp_path))
     with pytest.raises(SearchError, match="no raster"):
-        search(emb, SKETCH, [], options=SearchOptions(index_dir=tmp_path))
+        search(emb, bar_sketch, [], options=SearchOptions(index_dir=tmp_path))
 
 
 class ArraySource:
@@ -136,12 +128,12 @@ class ArraySource:
         return rgb, ok
 
 
-def test_any_raster_source_implementation_works(tmp_path, rgb_tif, geo, emb):
+def test_any_raster_source_implementation_works(tmp_path, rgb_tif, geo, emb, bar_sketch):
     from engine.raster import RasterSource
     rio = RasterioSource(rgb_tif)
     mem = ArraySource(geo.pattern(600, 800).transpose(1, 2, 0), rio.transform, rio.crs_wkt)
     assert isinstance(mem, RasterSource)
     opts = SearchOptions(index_dir=tmp_path, top_k=5, tile_sizes_m=(60,))
-    a = search(emb, SKETCH, [mem], options=opts)
-    b = search(emb, SKETCH, [rio], options=opts)
+    a = search(emb, bar_sketch, [mem], options=opts)
+    b = search(emb, bar_sketch, [rio], options=opts)
     assert [m.geometry.wkt for m in a] == [m.geometry.wkt for m in b]  # same pixels, same answer
