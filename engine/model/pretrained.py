@@ -86,8 +86,14 @@ class GeneralizedMeanPool(torch.nn.Module):
         return x.clamp(min=self.eps).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
 
 
+class GlobalAveragePool(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
 class PooledTrunk(torch.nn.Module):
-    """A timm CNN's final feature map, globally pooled: (B, 3, S, S) -> (B, num_features)."""
+    """A timm EfficientNet's final feature map (head conv, BatchNorm, activation), globally pooled:
+    (B, 3, S, S) -> (B, num_features)."""
 
     def __init__(self, net: torch.nn.Module, pool: torch.nn.Module):
         super().__init__()
@@ -96,6 +102,12 @@ class PooledTrunk(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.net.forward_features(x))
+
+    def from_block(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """The same from the output of block `start - 1` (what a training feature cache holds)."""
+        for block in self.net.blocks[start:]:
+            x = block(x)
+        return self.pool(self.net.bn2(self.net.conv_head(x)))
 
 
 def _lite0_trunk() -> torch.nn.Module:
@@ -106,13 +118,13 @@ def _lite0_trunk() -> torch.nn.Module:
     return net.eval()
 
 
-def lite0_gap_network() -> torch.nn.Module:
+def lite0_gap_network() -> PooledTrunk:
     """The untrained ImageNet EfficientNet-Lite0 as a global descriptor: 1280-d, global average pooled.
     The baseline of BENCHMARKS.md, and the first stage-1 fusion partner (see engine.embedder)."""
-    return _lite0_trunk()
+    return PooledTrunk(_lite0_trunk(), GlobalAveragePool()).eval()
 
 
-def lite0_gem_network(p: float = 3.0) -> torch.nn.Module:
+def lite0_gem_network(p: float = 3.0) -> PooledTrunk:
     """The untrained ImageNet EfficientNet-Lite0 head features (1280-d, after ReLU6), GeM-pooled.
     The shipped model's stage-1 fusion partner: better than average pooling on the zero-shot
     validation protocol (BENCHMARKS.md)."""

@@ -52,6 +52,11 @@ class TrainConfig:
     # engine.embedder): a pretrained descriptor fused into the stage-1 vector, and sketch views.
     stage1_fusion: dict[str, Any] | None = None
     sketch_views: int = 1
+    # Train for that use: InfoNCE on the fused stage-1 score (w cos CLS + (1 - w) cos descriptor), so
+    # the CLS part learns what the fixed descriptor misses; and turn/mirror each cached sketch and
+    # image feature map at random (aerial scenes and sketches have no "up").
+    fused_infonce: bool = False
+    rotate_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.classes_per_batch < 2 or self.pairs_per_class < 1 or self.views < 1:
@@ -69,6 +74,8 @@ class TrainConfig:
             if self.stage1_fusion.get("descriptor") not in DESCRIPTOR_NAMES or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
                 raise ValueError(f"stage1_fusion needs a descriptor (one of {DESCRIPTOR_NAMES}) and a "
                                  f"model_weight in [0, 1]: {self.stage1_fusion}")
+        if self.fused_infonce and self.stage1_fusion is None:
+            raise ValueError("fused_infonce needs a stage1_fusion entry (the descriptor and weight to train against)")
 
     def retrieval_card(self) -> dict[str, Any]:
         """The card entries that tell the encoder API how to use the trained model for retrieval."""

@@ -23,6 +23,7 @@ from ..device import pick_device
 from ..model import CONFIGS, MLAGT
 from ..model.checkpoints import load_state_into, save_checkpoint, torch_load_weights_only
 from .cache import build_cache, sample_batch
+from .descriptor_cache import descriptor_vectors
 from .config import TrainConfig
 from .losses import cross_triplet, hardest_negatives, pair_infonce
 from .trunk_split import check_split, freeze_prefix, tokens_from_prefix, trunk_bn_eval
@@ -100,15 +101,39 @@ def save_state(model: MLAGT, opt: torch.optim.Optimizer, step: int, path: Path) 
     tmp.replace(path)
 
 
-def train_step(model: MLAGT, cfg: TrainConfig, cache, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+def turn_feature_maps(levels: list[torch.Tensor], turns: torch.Tensor) -> list[torch.Tensor]:
+    """Turn row r of every level by turns[r] right angles (4..7: mirrored first), as if the input
+    had been turned; each level is square, so shapes stay."""
+    out = []
+    for lv in levels:
+        rows = []
+        for r, k in enumerate(turns.tolist()):
+            x = torch.flip(lv[r], dims=(2,)) if k >= 4 else lv[r]
+            rows.append(torch.rot90(x, k % 4, dims=(1, 2)))
+        out.append(torch.stack(rows))
+    return out
+
+
+def train_step(model: MLAGT, cfg: TrainConfig, cache, idx: torch.Tensor, descriptors=None,
+               rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One step's losses on the batch `idx`. descriptors: the (sketch, image) fusion-partner vectors
+    of every cached pair, for fused_infonce; rng draws the turns for rotate_pairs."""
     n = len(idx)
     device = next(model.parameters()).device
-    levels = [torch.cat([s[idx], i[idx]]).to(device).float().contiguous(memory_format=torch.channels_last)
-              for s, i in zip(cache.sketch_levels, cache.image_levels)]
+    levels = [torch.cat([s[idx], i[idx]]).to(device).float() for s, i in zip(cache.sketch_levels, cache.image_levels)]
+    if cfg.rotate_pairs:
+        rng = rng if rng is not None else np.random.default_rng()
+        levels = turn_feature_maps(levels, torch.from_numpy(rng.integers(0, 8, 2 * n)))
+    levels = [lv.contiguous(memory_format=torch.channels_last) for lv in levels]
     tokens = tokens_from_prefix(model, levels, cfg.freeze_upto)
     sk, im = tokens[:n], tokens[n:]
     labels, instance = cache.labels[idx].to(device), cache.instance[idx].to(device)
-    losses = {"infonce": pair_infonce(sk[:, 0], im[:, 0], labels, instance, cfg.temperature, cfg.instance_weight)}
+    fixed = None
+    if cfg.fused_infonce:
+        fixed = (descriptors[0][idx].to(device), descriptors[1][idx].to(device),
+                 float(cfg.stage1_fusion["model_weight"]))
+    losses = {"infonce": pair_infonce(sk[:, 0], im[:, 0], labels, instance, cfg.temperature, cfg.instance_weight,
+                                      fixed)}
     if cfg.triplet_weight > 0:
         neg = hardest_negatives(sk[:, 0], im[:, 0], labels)
         pos_cls = model.cross_cls(sk, im)
@@ -130,6 +155,9 @@ def train(cfg: TrainConfig, run_dir: Path, on_log: Callable[[dict[str, Any]], No
     model.encoder.tokenizer.trunk.to(memory_format=torch.channels_last)
     model.eval()
     cache = build_cache(cfg, model, run_dir / "cache")
+    descriptors = None
+    if cfg.fused_infonce:
+        descriptors = descriptor_vectors(cache, cfg.stage1_fusion["descriptor"], cfg.freeze_upto + 1, run_dir / "cache")
     freeze_prefix(model, cfg.freeze_upto)
     opt = make_optimizer(model, cfg)
     step = 0
@@ -149,7 +177,7 @@ def train(cfg: TrainConfig, run_dir: Path, on_log: Callable[[dict[str, Any]], No
             group["lr"] = group["peak"] * learning_rate_factor(step, cfg)
         rng = np.random.default_rng([cfg.seed, step])
         idx = sample_batch(cache, cfg.classes_per_batch, cfg.pairs_per_class, rng)
-        losses = train_step(model, cfg, cache, idx)
+        losses = train_step(model, cfg, cache, idx, descriptors, rng)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -146,7 +146,7 @@ def test_gem_descriptor_pools_the_head_features_with_p3(tiny_checkpoint, tmp_pat
 
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.inference_mode():
-        head = lite0_gap_network().forward_features(x)
+        head = lite0_gap_network().net.forward_features(x)
         gem = lite0_gem_network()(x)
     assert torch.allclose(gem, head.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3), atol=1e-5)
     assert not torch.allclose(gem, head.mean((2, 3)), atol=1e-3)

@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from dataclasses import replace
+
 from engine.cli import main as cli_main
 from engine.training.config import TrainConfig
 from engine.training.loop import learning_rate_factor, train
@@ -143,7 +145,60 @@ def test_retrieval_settings_travel_from_run_config_to_shipped_card(images, tmp_p
         ship_main([str(final), "--figures", str(figures), "--out", str(changed), "--fusion", "sift:0.5"])
 
 
-@pytest.mark.parametrize("changes", [{"sketch_views": 3},
+def test_fused_infonce_scores_with_the_fixed_descriptor():
+    """The fused loss ranks by w cos(CLS) + (1 - w) cos(descriptor): with w = 0 the CLS vectors do
+    not matter at all, and with w = 1 it is the plain loss."""
+    from engine.training.losses import pair_infonce
+
+    g = torch.Generator().manual_seed(0)
+    sk, im = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    ds = torch.nn.functional.normalize(torch.randn(6, 5, generator=g), dim=-1)
+    di = torch.nn.functional.normalize(ds + 0.1 * torch.randn(6, 5, generator=g), dim=-1)
+    labels, inst = torch.tensor([0, 0, 1, 1, 2, 2]), torch.ones(6, dtype=torch.bool)
+    plain = pair_infonce(sk, im, labels, inst, 0.1, 0.5)
+    assert torch.isclose(pair_infonce(sk, im, labels, inst, 0.1, 0.5, (ds, di, 1.0)), plain)
+    only_desc = pair_infonce(sk, im, labels, inst, 0.1, 0.5, (ds, di, 0.0))
+    assert torch.isclose(only_desc, pair_infonce(torch.randn(6, 8), torch.randn(6, 8), labels, inst, 0.1, 0.5, (ds, di, 0.0)))
+    assert not torch.isclose(only_desc, plain)
+
+
+def test_turned_feature_maps_are_what_turning_gives():
+    from engine.training.loop import turn_feature_maps
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    out = turn_feature_maps([x], torch.tensor([1, 6]))[0]
+    assert torch.equal(out[0], torch.rot90(x[0], 1, dims=(1, 2)))
+    assert torch.equal(out[1], torch.rot90(torch.flip(x[1], dims=(2,)), 2, dims=(1, 2)))
+
+
+def test_run_with_fused_infonce_and_turns(images, tmp_path):
+    """A run that trains against the fused score caches the descriptor vectors once (checked
+    against the pretrained network on the cached prefix output) and resumes to the same weights."""
+    from engine.embedder import _descriptors
+    from engine.training.cache import load_cache
+    from engine.training.descriptor_cache import descriptor_vectors
+
+    fusion = {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5}
+    cfg = tiny_config(images, stage1_fusion=fusion, fused_infonce=True, rotate_pairs=True, steps=2)
+    final = train(cfg, tmp_path / "run")
+    cached = tmp_path / "run" / "cache" / "descriptor_efficientnet_lite0_gem.npz"
+    assert cached.is_file()
+    cache = load_cache(tmp_path / "run" / "cache")
+    sk, im = descriptor_vectors(cache, "efficientnet_lite0_gem", 5, tmp_path / "run" / "cache")
+    with torch.inference_mode():
+        ref = torch.nn.functional.normalize(_descriptors()["efficientnet_lite0_gem"]().from_block(
+            cache.image_levels[-1][:3].float(), 5), dim=-1)
+    assert torch.allclose(im[:3], ref, atol=2e-3) and sk.shape == im.shape == (len(cache), 1280)
+    from engine.model.checkpoints import load_checkpoint
+
+    train(replace(cfg, steps=1), tmp_path / "again")
+    again = train(cfg, tmp_path / "again")
+    wa, wb = load_checkpoint(final)[0].state_dict(), load_checkpoint(again)[0].state_dict()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=1e-5), key
+
+
+@pytest.mark.parametrize("changes", [{"sketch_views": 3}, {"fused_infonce": True},
                                      {"stage1_fusion": {"descriptor": "sift", "model_weight": 0.5}},
                                      {"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 2}}])
 def test_bad_retrieval_settings_are_refused(images, changes):
