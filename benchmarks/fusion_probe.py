@@ -1,8 +1,9 @@
-"""Probe: fuse the default model's stage-1 vector with the untrained
-ImageNet EfficientNet-Lite0 GAP feature, cos = w * cos_model + (1 - w) * cos_gap, and report
-retrieval figures for several w. This is how the shipped card's `stage1_fusion` weight was chosen
-(on the zero-shot protocol). Usage:
+"""Probe: fuse a model's CLS vector with its card's stage-1 fusion partner (the untrained
+ImageNet EfficientNet-Lite0 descriptor), cos = w * cos_model + (1 - w) * cos_descriptor, and report
+retrieval figures for several w. Sketch views are as the card sets them. This is how the shipped
+card's `stage1_fusion` weight was chosen (on the zero-shot protocol). Usage:
     .venv/bin/python -m benchmarks.fusion_probe --queries DIR --gallery DIR [--query-classes A] [--map Q=G]
+        [--checkpoint PATH] [--descriptor efficientnet_lite0_gap|efficientnet_lite0_gem] [--sketch-views 1|4|8]
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import argparse
 import numpy as np
 
 from engine.embedder import Embedder, Embeddings, default_checkpoint
-from engine.evaluation.baseline import Lite0GapEncoder
 from engine.evaluation.folders import list_class_folder
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
@@ -38,17 +38,25 @@ def main(argv=None) -> None:
     p.add_argument("--query-classes", nargs="*")
     p.add_argument("--map", nargs="*", default=[], help="QUERYCLASS=GALLERYCLASS")
     p.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.3, 0.5, 0.7, 1.0])
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--descriptor", help="fusion partner (default: the card's)")
+    p.add_argument("--sketch-views", type=int, choices=(1, 4, 8), help="default: the card's")
     args = p.parse_args(argv)
     queries = list_class_folder(args.queries, classes=args.query_classes)
     gallery = list_class_folder(args.gallery)
     mapping = dict(m.split("=", 1) for m in args.map)
-    # the default model's CLS vector alone: drop the card's own stage1_fusion, which this probe varies
-    net, card = load_checkpoint(default_checkpoint())
-    model = Embedder(net, {k: v for k, v in card.items() if k != "stage1_fusion"}, "cpu")
-    gap = Lite0GapEncoder()
+    net, card = load_checkpoint(args.checkpoint or default_checkpoint())
+    descriptor = args.descriptor or card.get("stage1_fusion", {}).get("descriptor", "efficientnet_lite0_gem")
+    views = args.sketch_views or card.get("sketch_views", 1)
+    # the CLS vector alone, and (fusion weight 0) the descriptor alone, each with the same sketch views
+    plain = {k: v for k, v in card.items() if k != "stage1_fusion"} | {"sketch_views": views}
+    model = Embedder(net, plain, "cpu")
+    desc = Embedder(net, plain | {"stage1_fusion": {"descriptor": descriptor, "model_weight": 0.0}}, "cpu")
+    width = net.cfg.width
     q_paths, g_paths = [q.path for q in queries], [g.path for g in gallery]
     m = (model.embed_sketches(q_paths).cls, model.embed_images(g_paths).cls)
-    b = (gap.embed_sketches(q_paths).cls, gap.embed_images(g_paths).cls)
+    b = (desc.embed_sketches(q_paths).cls[:, width:], desc.embed_images(g_paths).cls[:, width:])
+    print(f"descriptor {descriptor}, sketch views {views}")
     for w in args.weights:
         s = evaluate(Precomputed(m, b, w), queries, gallery, mapping).summary
         print(f"w_model={w:.1f}  mAP {s['mAP']:.3f}  P@10 {s['P@10']:.3f}  P@100 {s['P@100']:.3f}")

@@ -66,6 +66,23 @@ def paired_rounds(embedder: Embedder, batch: int, repeats: int):
     return statistics.median(ips), statistics.median(peaks), statistics.median(ratios)
 
 
+def sketch_query_seconds(embedder: Embedder, repeats: int) -> tuple[float, float]:
+    """Median seconds to embed one sketch query: as the card sets it (sketch_views) and as one view."""
+    import numpy as np
+
+    sketch = np.full((256, 256, 3), 255, np.uint8)
+    sketch[60:200, 120:136] = 0  # a fuselage
+    sketch[110:126, 40:216] = 0  # wings
+    views = embedder.sketch_views
+    as_set = median_seconds(lambda: embedder.embed_sketches([sketch]), repeats)
+    embedder.sketch_views = 1
+    try:
+        single = median_seconds(lambda: embedder.embed_sketches([sketch]), repeats)
+    finally:
+        embedder.sketch_views = views
+    return as_set, single
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
@@ -91,6 +108,10 @@ def main(argv=None) -> None:
         ips, peak, ratio = paired_rounds(embedder, batch, args.repeats)
         print(f"{name:<16}{embedder.cfg.img_size:>7}{flops / 1e9:>11.2f}{ips:>9.1f}{ips * flops / 1e9:>9.1f}"
               f"{peak / 1e9:>8.1f}{ratio:>9.0%}")
+        if name == "default" and embedder.sketch_views > 1:
+            as_set, single = sketch_query_seconds(embedder, args.repeats)
+            print(f"  one sketch query: {as_set * 1000:.0f} ms with its {embedder.sketch_views} views, "
+                  f"{single * 1000:.0f} ms as drawn ({as_set / single:.1f}x)")
 
 
 if __name__ == "__main__":
