@@ -148,7 +148,7 @@ def main() -> int:
     ap.add_argument("--checkpoint", help="model to time (default: the shipped model, else a small seeded one)")
     ap.add_argument("--workdir", help="folder for the test rasters and indexes (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="1024/2048 px rasters and 100k vectors: a smoke run")
-    ap.add_argument("--dim", type=int, default=384, help="vector size for the stage-1 test (default: %(default)s)")
+    ap.add_argument("--dim", type=int, help="vector size for the stage-1 test (default: the model's stage-1 vector size)")
     ap.add_argument("--parts", nargs="+", choices=("coldwarm", "memory", "stage1"),
                     default=["coldwarm", "memory", "stage1"], help="which measurements (default: all)")
     args = ap.parse_args()
@@ -164,7 +164,9 @@ def main() -> int:
     if "memory" in args.parts:
         memory_report(workdir, small, large, ckpt)
     if "stage1" in args.parts and not args.quick:
-        s1 = stage1_million(workdir, args.dim)
+        from engine.embedder import Embedder
+        dim = args.dim or Embedder.from_checkpoint(ckpt, device="cpu").vector_dim
+        s1 = stage1_million(workdir, dim)
         print(f"[stage 1] {s1['vectors']:,} x {s1['dim']} float32 vectors (memory-mapped), top 1000: median "
               f"{s1['median_s']:.3f} s, best {s1['min_s']:.3f} s (target < 1 s: {'PASS' if s1['median_s'] < 1 else 'FAIL'})")
     if tmp:

@@ -173,6 +173,8 @@ class Embedder:
     def embed_sketches(self, sketches: Sequence[ImageLike], with_tokens: bool = False) -> Embeddings:
         """Sketches -> embeddings; with sketch_views > 1 the stage-1 vector averages the sketch's
         rotated (and mirrored) views. Tokens, for stage 2, are those of the sketch as drawn."""
+        if len(sketches) == 0:
+            return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
         batch = torch.stack([preprocess_sketch(s, size, mean, std) for s in sketches])
         views = self.sketch_views

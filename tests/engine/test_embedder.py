@@ -199,6 +199,10 @@ def test_sketch_views_with_fusion_average_each_part(tiny_checkpoint, tmp_path):
     assert np.isclose(np.linalg.norm(vec[64:]) ** 2, 0.75, atol=1e-5)
 
 
+def test_no_sketches_give_no_vectors(embedder):
+    assert embedder.embed_sketches([]).cls.shape == (0, embedder.vector_dim)
+
+
 def test_unusable_sketch_views_is_a_clear_error(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="sketch_views"):
         Embedder.from_checkpoint(_card_with(tiny_checkpoint, tmp_path, sketch_views=3), device="cpu")
