@@ -23,8 +23,8 @@ from ..device import pick_device
 from ..model import CONFIGS, MLAGT
 from ..model.checkpoints import load_state_into, save_checkpoint, torch_load_weights_only
 from .cache import build_cache, sample_batch
-from .descriptor_cache import descriptor_vectors
 from .config import TrainConfig
+from .descriptor_cache import descriptor_vectors
 from .losses import cross_triplet, hardest_negatives, pair_infonce
 from .trunk_split import check_split, freeze_prefix, tokens_from_prefix, trunk_bn_eval
 
@@ -130,6 +130,8 @@ def train_step(model: MLAGT, cfg: TrainConfig, cache, idx: torch.Tensor, descrip
     labels, instance = cache.labels[idx].to(device), cache.instance[idx].to(device)
     fixed = None
     if cfg.fused_infonce:
+        # the partner's vectors are those of the views as cached, unturned: GeM/GAP pooling of a turned
+        # view changes little, and recomputing them per turn would cost the full pretrained trunk
         fixed = (descriptors[0][idx].to(device), descriptors[1][idx].to(device),
                  float(cfg.stage1_fusion["model_weight"]))
     losses = {"infonce": pair_infonce(sk[:, 0], im[:, 0], labels, instance, cfg.temperature, cfg.instance_weight,

@@ -3,7 +3,7 @@ the architecture summary, training recipe, measured figures, licences, and how r
 model (stage-1 fusion and sketch views: taken from the checkpoint's card, which has them from the
 run config, unless given here).
 
-    python -m engine.training.ship runs/lite0-default/step_00150.safetensors --figures figures.json \
+    python -m engine.training.ship runs/lite0-default/step_00300.safetensors --figures figures.json \
         [--fusion efficientnet_lite0_gem:0.5] [--sketch-views 8]
 """
 from __future__ import annotations
