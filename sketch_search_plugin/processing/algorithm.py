@@ -4,8 +4,8 @@ Only standard parameter types are used, so it works in batch mode and the model 
 """
 from __future__ import annotations
 
-from qgis.core import (QgsFeature, QgsFeatureSink, QgsGeometry, QgsProcessing, QgsProcessingAlgorithm,
-                       QgsProcessingException, QgsProcessingParameterBoolean, QgsProcessingParameterExtent,
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsGeometry, QgsProcessing,
+                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputLayerDefinition, QgsProcessingParameterBoolean, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingUtils, QgsWkbTypes)
@@ -77,13 +77,15 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         except ValueError:
             raise QgsProcessingException("Tile sizes must be numbers in metres separated by commas.") from None
         out_crs = layers[0].crs()
+        if self._destination(parameters).lower().endswith((".geojson", ".json")):
+            out_crs = QgsCoordinateReferenceSystem("EPSG:4326")  # GeoJSON is WGS 84 lon/lat (RFC 7946)
         extent = None
         area = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context)
             crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
             if not crs.isValid():
-                crs = out_crs
+                crs = layers[0].crs()
             area = (QgsGeometry.fromRect(rect), crs.toWkt())
             extent = Extent(to_shapely(area[0]), area[1])
         try:
@@ -121,6 +123,13 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"{len(matches)} matches")
         self._dest_id = dest_id
         return {self.OUTPUT: dest_id}
+
+    def _destination(self, parameters) -> str:
+        """The output's file name as given (a path, or a layer definition's sink), '' for a memory layer."""
+        value = parameters.get(self.OUTPUT)
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            value = value.sink.staticValue()
+        return str(value or "")
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802
         # Style the output with the shipped rank style when it is loaded into the project.

@@ -96,6 +96,32 @@ def test_processing_algorithm_runs_through_processing_run(provider, tmp_path, ge
         assert 500032 - 64 <= b.xMinimum() and b.xMaximum() <= 500224 + 64
 
 
+def test_processing_writes_geojson_in_wgs84(provider, tmp_path, geotiff, tiny_checkpoint):
+    """GeoJSON output is longitude/latitude in WGS 84 (RFC 7946), at the place the tiles are."""
+    import json
+
+    import processing
+    from rasterio.warp import transform
+
+    canvas = SketchCanvas()
+    for stroke in plane_strokes():
+        canvas.add_stroke(stroke, width=8)
+    sketch = tmp_path / "plane.png"
+    canvas.save_image(sketch)
+    out = tmp_path / "matches.geojson"
+    processing.run("sketchsearch:sketchsearch", {
+        "SKETCH": str(sketch), "LAYERS": [str(geotiff)], "EXTENT": "500032,500224,5000032,5000224 [EPSG:32633]",
+        "TOP_K": 3, "TILE_SIZES": "64", "STAGE2": False, "CHECKPOINT": str(tiny_checkpoint), "OUTPUT": str(out)})
+    features = json.loads(out.read_text())["features"]
+    assert 1 <= len(features) <= 3
+    (lon0, lon1), (lat0, lat1) = transform("EPSG:32633", "EPSG:4326", [500032 - 64, 500224 + 64],
+                                           [5000032 - 64, 5000224 + 64])
+    for f in features:
+        for lon, lat in f["geometry"]["coordinates"][0]:
+            assert min(lon0, lon1) - 1e-6 <= lon <= max(lon0, lon1) + 1e-6
+            assert min(lat0, lat1) - 1e-6 <= lat <= max(lat0, lat1) + 1e-6
+
+
 def test_processing_reports_plain_errors(provider, tmp_path, geotiff, tiny_checkpoint):
     import processing
     from qgis.core import QgsProcessingException
