@@ -48,14 +48,15 @@ def main(argv=None) -> None:
     net, card = load_checkpoint(args.checkpoint or default_checkpoint())
     descriptor = args.descriptor or card.get("stage1_fusion", {}).get("descriptor", "efficientnet_lite0_gem")
     views = args.sketch_views or card.get("sketch_views", 1)
-    # the CLS vector alone, and (fusion weight 0) the descriptor alone, each with the same sketch views
-    plain = {k: v for k, v in card.items() if k != "stage1_fusion"} | {"sketch_views": views}
-    model = Embedder(net, plain, "cpu")
-    desc = Embedder(net, plain | {"stage1_fusion": {"descriptor": descriptor, "model_weight": 0.0}}, "cpu")
+    # One pass per input: fused at w = 0.5, each part is unit length times sqrt(0.5), so the two halves
+    # are the CLS vector and the descriptor, each with the same sketch views.
+    fused_card = card | {"sketch_views": views, "stage1_fusion": {"descriptor": descriptor, "model_weight": 0.5}}
+    fused = Embedder(net, fused_card, "cpu")
     width = net.cfg.width
-    q_paths, g_paths = [q.path for q in queries], [g.path for g in gallery]
-    m = (model.embed_sketches(q_paths).cls, model.embed_images(g_paths).cls)
-    b = (desc.embed_sketches(q_paths).cls[:, width:], desc.embed_images(g_paths).cls[:, width:])
+    split = lambda v: (v[:, :width] * 2 ** 0.5, v[:, width:] * 2 ** 0.5)  # noqa: E731
+    (ms, bs), (mi, bi) = (split(fused.embed_sketches([q.path for q in queries]).cls),
+                          split(fused.embed_images([g.path for g in gallery]).cls))
+    m, b = (ms, mi), (bs, bi)
     print(f"descriptor {descriptor}, sketch views {views}")
     for w in args.weights:
         s = evaluate(Precomputed(m, b, w), queries, gallery, mapping).summary

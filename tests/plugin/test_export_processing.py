@@ -73,14 +73,19 @@ def provider(qgis_app):
     QgsApplication.processingRegistry().removeProvider(provider)
 
 
-def test_processing_algorithm_runs_through_processing_run(provider, tmp_path, geotiff, tiny_checkpoint):
-    import processing
-
+def _plane_sketch(tmp_path: Path) -> Path:
     canvas = SketchCanvas()
     for stroke in plane_strokes():
         canvas.add_stroke(stroke, width=8)
     sketch = tmp_path / "plane.png"
     canvas.save_image(sketch)
+    return sketch
+
+
+def test_processing_algorithm_runs_through_processing_run(provider, tmp_path, geotiff, tiny_checkpoint):
+    import processing
+
+    sketch = _plane_sketch(tmp_path)
     out = tmp_path / "matches.gpkg"
     result = processing.run("sketchsearch:sketchsearch", {
         "SKETCH": str(sketch), "LAYERS": [str(geotiff)], "EXTENT": "500032,500224,5000032,5000224 [EPSG:32633]",
@@ -103,11 +108,7 @@ def test_processing_writes_geojson_in_wgs84(provider, tmp_path, geotiff, tiny_ch
     import processing
     from rasterio.warp import transform
 
-    canvas = SketchCanvas()
-    for stroke in plane_strokes():
-        canvas.add_stroke(stroke, width=8)
-    sketch = tmp_path / "plane.png"
-    canvas.save_image(sketch)
+    sketch = _plane_sketch(tmp_path)
     out = tmp_path / "matches.geojson"
     processing.run("sketchsearch:sketchsearch", {
         "SKETCH": str(sketch), "LAYERS": [str(geotiff)], "EXTENT": "500032,500224,5000032,5000224 [EPSG:32633]",
@@ -160,12 +161,9 @@ def test_algorithm_works_inside_a_processing_model(provider, tmp_path, geotiff, 
     model.addChildAlgorithm(child)
     model.updateDestinationParameters()
 
-    canvas = SketchCanvas()
-    for stroke in plane_strokes():
-        canvas.add_stroke(stroke, width=8)
-    canvas.save_image(tmp_path / "plane.png")
+    sketch = _plane_sketch(tmp_path)
     out = tmp_path / "from_model.gpkg"
-    result = processing.run(model, {"sketch": str(tmp_path / "plane.png"), "rasters": [str(geotiff)],
+    result = processing.run(model, {"sketch": str(sketch), "rasters": [str(geotiff)],
                                     "search:matches": str(out)})
     layer = QgsVectorLayer(result["search:matches"], "m", "ogr")
     assert layer.isValid() and 1 <= layer.featureCount() <= 2
