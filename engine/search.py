@@ -34,6 +34,8 @@ import numpy as np
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 
+from .raster.source import Window
+
 # Defaults, chosen from the sizes of the objects analysts search for (see engine/tiling.py).
 DEFAULT_TILE_SIZES_M = (60.0, 120.0, 240.0)
 DEFAULT_OVERLAP = 0.5
@@ -99,6 +101,8 @@ class Match:
     source: str         # the source's name
     scale: float        # tile size in metres
     merged: int = 1     # how many overlapping tile hits this match stands for
+    source_index: int = 0           # the source's position in the list given to the search
+    window: Window | None = None    # the best tile's pixel window in that source (thumbnails, zoom)
 
 
 @dataclass
@@ -237,7 +241,7 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
         if progress:
             progress(1, 1, f"re-ranking {len(hits)} candidates")
         hits = _stage2(embedder, sk.tokens[0], layers, hits, options.min_valid)
-    matches = _merge(hits, layers, options)
+    matches = _merge(hits, layers, options, sources)
     return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
 
 
@@ -282,8 +286,9 @@ def _stage2(embedder, sketch_tokens, layers, hits, min_valid: float) -> list[tup
     return sorted(rescored, key=lambda h: -h[0])
 
 
-def _merge(hits, layers, options: SearchOptions) -> list[Match]:
-    """Polygons in the output CRS; overlapping hits across tiles, scales and rasters become one match."""
+def _merge(hits, layers, options: SearchOptions, sources: Sequence = ()) -> list[Match]:
+    """Polygons in the output CRS; overlapping hits across tiles, scales and rasters become one match.
+    `sources`: the list the search was given, so each match can name its source's position."""
     from .ranking import merge_hits
     from .tiling import parse_crs, reproject
 
@@ -298,11 +303,14 @@ def _merge(hits, layers, options: SearchOptions) -> list[Match]:
         polys[idx] = reproject(geoms, layer.source.crs_wkt, out_wkt)
     scores = np.array([h[0] for h in hits], np.float32)
     groups = merge_hits(polys, scores, options.merge_iou, options.merge_containment, limit=options.top_k)
+    # By object, not by name: two sources may share a name (the same file added twice).
+    position = {id(s): i for i, s in enumerate(sources)}
     matches = []
     for rank, group in enumerate(groups, start=1):
-        score, li, _ = hits[group[0]]
+        score, li, tile = hits[group[0]]
         layer = layers[li]
-        matches.append(Match(polys[group[0]], out_wkt, rank, score, layer.source.name, layer.grid.tile_m, len(group)))
+        matches.append(Match(polys[group[0]], out_wkt, rank, score, layer.source.name, layer.grid.tile_m, len(group),
+                             source_index=position.get(id(layer.source), 0), window=layer.grid.window(tile)))
     return matches
 
 
