@@ -3,7 +3,6 @@ progress, and the ranked list of matches."""
 from __future__ import annotations
 
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -13,14 +12,19 @@ from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMa
 from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                                 QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
-                                 QProgressBar, QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+                                 QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
+                                 QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QToolButton,
+                                 QVBoxLayout, QWidget)
 
 from . import inputs
+from .search_task import LOG_TAG, EngineInfoTask, PrepareTask, SearchRequest, SearchTask
+from .sketch_canvas import SketchCanvas
 from .theme import icon
-from .search_task import (LOG_TAG, NoModelError, PrepareTask, SearchRequest, SearchTask, plain_message,
-                          resolve_checkpoint)
-from .sketch_canvas import SketchCanvas, rgb_to_qimage
+
+# The engine's defaults (engine.search.SearchOptions); the plugin does not import the engine.
+DEFAULT_TILE_SIZES = "60, 120, 240"
+DEFAULT_TOP_K = 20
+MAX_TOP_K = 1000
 
 # Ask before a search that computes more tiles than this (about a minute on a laptop CPU).
 CONFIRM_TILES = 3000
@@ -35,12 +39,13 @@ class SketchSearchDock(QgsDockWidget):
         self.iface = iface
         self.task: PrepareTask | SearchTask | None = None  # the running step, if any
         self.search_task: SearchTask | None = None  # the last search launched
-        self.estimate = None  # engine.search.Estimate of the last search launched
+        self.estimate = None  # search_task.Estimate of the last search launched
+        self.info_task: EngineInfoTask | None = None
+        self.engine_info: dict = {}  # the worker's `hello` answer once it has started
         self.last_layer_id: str | None = None
         self.sketch_label = "sketch"
         # Asked before large searches; tests replace it with a function returning True/False.
         self.confirm: Callable[[str], bool] = self._ask
-        self._devices_filled = False
         self._build()
         QgsProject.instance().layersAdded.connect(self._refresh_layers)
         QgsProject.instance().layersRemoved.connect(self._refresh_layers)
@@ -59,6 +64,19 @@ class SketchSearchDock(QgsDockWidget):
     def _build(self) -> None:
         body = QWidget()
         layout = QVBoxLayout(body)
+
+        # Shown while the engine is not installed (or does not start): what to do, and the button.
+        self.engine_banner = QFrame()
+        self.engine_banner.setFrameShape(QFrame.Shape.StyledPanel)
+        banner = QVBoxLayout(self.engine_banner)
+        self.engine_label = QLabel()
+        self.engine_label.setWordWrap(True)
+        self.install_button = QPushButton("Install the search engine…")
+        self.install_button.clicked.connect(self._install)
+        banner.addWidget(self.engine_label)
+        banner.addWidget(self.install_button)
+        self.engine_banner.setVisible(False)
+        layout.addWidget(self.engine_banner)
 
         tools = QHBoxLayout()
         self.pen_button = self._tool("pen", "Pen: draw strokes", lambda: self._set_eraser(False), True)
@@ -116,12 +134,12 @@ class SketchSearchDock(QgsDockWidget):
         options = self.options_box = QgsCollapsibleGroupBox("Options")
         options.setCollapsed(True)
         oform = QFormLayout(options)
-        self.tile_sizes = QLineEdit("60, 120, 240")
+        self.tile_sizes = QLineEdit(DEFAULT_TILE_SIZES)
         self.tile_sizes.setToolTip("Tile edge in metres on the ground, one per scale: about twice the object's size")
         oform.addRow("Tile sizes (m)", self.tile_sizes)
         self.top_k = QSpinBox()
-        self.top_k.setRange(1, 500)
-        self.top_k.setValue(20)
+        self.top_k.setRange(1, MAX_TOP_K)
+        self.top_k.setValue(DEFAULT_TOP_K)
         oform.addRow("Results", self.top_k)
         self.stage2 = QCheckBox("Re-rank the best with cross-attention")
         self.stage2.setChecked(False)  # as engine.search.DEFAULT_STAGE2: it lowered precision when measured
@@ -136,9 +154,10 @@ class SketchSearchDock(QgsDockWidget):
         self.device.addItem("auto")
         self.device.currentIndexChanged.connect(self._show_device)
         oform.addRow("Device", self.device)
-        self.device_label = QLabel("(checked when the first search starts)")
+        self.device_label = QLabel("(shown once the search engine has started)")
         self.device_label.setWordWrap(True)
-        oform.addRow("", self.device_label)
+        self.device_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        oform.addRow(self.device_label)
         self.checkpoint = QgsFileWidget()
         self.checkpoint.setFilter("Model checkpoints (*.safetensors *.pth *.pt)")
         self.checkpoint.lineEdit().setPlaceholderText("the shipped default model")
@@ -154,8 +173,7 @@ class SketchSearchDock(QgsDockWidget):
         run.addWidget(self.cancel_button, 1)
         layout.addLayout(run)
         self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m tiles")
-        self.progress.setValue(0)
+        self._reset_progress()
         layout.addWidget(self.progress)
         self.status = QLabel("Draw the object you are looking for, then press Search.")
         self.status.setWordWrap(True)
@@ -163,14 +181,19 @@ class SketchSearchDock(QgsDockWidget):
 
         self.results = QListWidget()
         self.results.setIconSize(QSize(64, 64))
-        self.results.setMinimumHeight(160)  # about two matches with their thumbnails
+        self.results.setMinimumHeight(140)  # about two matches with their thumbnails
         self.results.itemClicked.connect(self._zoom_to_item)
         layout.addWidget(self.results, 3)
         self.export_button = QPushButton(icon("export"), "Export matches…")
         self.export_button.clicked.connect(self._export)
         layout.addWidget(self.export_button)
 
-        self.setWidget(body)
+        # Scrolls rather than growing: the dock must never make QGIS's window taller than the screen.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(body)
+        self.setWidget(scroll)
         self._update_buttons()
 
     # ---- small state updates --------------------------------------------------------------------
@@ -189,54 +212,70 @@ class SketchSearchDock(QgsDockWidget):
         self.export_button.setEnabled(self._result_layer() is not None)
 
     def _refresh_layers(self, *_) -> None:
-        checked = {self.layer_list.item(i).data(Qt.UserRole) for i in range(self.layer_list.count())
-                   if self.layer_list.item(i).checkState() == Qt.Checked}
+        checked = {self.layer_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.layer_list.count())
+                   if self.layer_list.item(i).checkState() == Qt.CheckState.Checked}
         self.layer_list.clear()
         for layer in inputs.raster_layers():
             item = QListWidgetItem(layer.name())
-            item.setData(Qt.UserRole, layer.id())
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if layer.id() in checked else Qt.Unchecked)
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
             self.layer_list.addItem(item)
         self._update_buttons()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if not self._devices_filled:
-            QTimer.singleShot(0, self._fill_devices)  # torch import: after the dock has appeared
+        if not self.engine_info and self.info_task is None:
+            QTimer.singleShot(0, self.start_engine)  # after the dock has appeared
 
-    def _fill_devices(self) -> None:
-        self._devices_filled = True
-        self._check_model()
-        try:
-            import torch
-        except Exception:
+    def start_engine(self) -> EngineInfoTask | None:
+        """Starts the worker in the background and fills the device list from its answer."""
+        from .worker_client import configured_python
+
+        python, why = configured_python()
+        if python is None:
+            self._show_engine_problem("The search engine is not installed yet. It runs in a Python environment "
+                                      "of its own (about 300 MB for CPUs; the installer says what it downloads).")
+            return None
+        self.engine_label.setText("Starting the search engine…")
+        self.info_task = EngineInfoTask(on_done=self._engine_started)
+        QgsApplication.taskManager().addTask(self.info_task)
+        return self.info_task
+
+    def _engine_started(self, task: EngineInfoTask) -> None:
+        self.info_task = None
+        if task.error:
+            self._show_engine_problem(f"The search engine does not start: {task.error}")
             return
-        if torch.cuda.is_available():
-            self.device.addItems([f"cuda:{i}" for i in range(torch.cuda.device_count())])
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            self.device.addItem("mps")
-        self.device.addItem("cpu")
+        self.engine_info = task.info
+        self.engine_banner.setVisible(False)
+        current = self.device.currentText()
+        self.device.blockSignals(True)
+        self.device.clear()
+        self.device.addItems(task.info.get("devices") or ["auto"])
+        if current in task.info.get("devices", []):
+            self.device.setCurrentText(current)
+        self.device.blockSignals(False)
         self._show_device()
 
-    def _check_model(self) -> None:
-        """Says at once, not at the first search, when there is no model to search with."""
-        from .search_task import NoModelError, resolve_checkpoint
+    def _show_engine_problem(self, text: str) -> None:
+        self.engine_label.setText(text)
+        self.engine_banner.setVisible(True)
+        self.status.setText("Install the search engine (above) to search.")
 
-        try:
-            resolve_checkpoint(self.checkpoint.filePath() or None)
-        except NoModelError as exc:
-            self.status.setText(str(exc))
-            self.options_box.setCollapsed(False)
+    def _install(self) -> None:
+        from .install_dialog import InstallDialog
+
+        dialog = InstallDialog(self)
+        dialog.exec()
+        self.engine_info = {}
+        self.start_engine()
 
     def _show_device(self, *_) -> None:
-        try:
-            from engine.device import describe_device, pick_device
-            name = self.device.currentText()
-            self.device_label.setText(describe_device(pick_device(None if name == "auto" else name)))
-        except Exception as exc:
-            self.device_label.setText(str(exc))
+        info = self.engine_info
+        if info:
+            runtime = "ONNX Runtime" if info.get("runtime") == "onnx" else "PyTorch"
+            self.device_label.setText(f"{self.device.currentText()}: engine on {runtime}, Python {info.get('python')}")
 
     # ---- extent drawn on the map ---------------------------------------------------------------
     def _draw_extent(self, on: bool) -> None:
@@ -281,8 +320,8 @@ class SketchSearchDock(QgsDockWidget):
     def chosen_layers(self) -> list:
         if self.layers_mode.currentIndex() == 0:
             return inputs.visible_raster_layers()
-        ids = [self.layer_list.item(i).data(Qt.UserRole) for i in range(self.layer_list.count())
-               if self.layer_list.item(i).checkState() == Qt.Checked]
+        ids = [self.layer_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.layer_list.count())
+               if self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
         return [QgsProject.instance().mapLayer(i) for i in ids if QgsProject.instance().mapLayer(i)]
 
     def chosen_extent(self):
@@ -300,52 +339,51 @@ class SketchSearchDock(QgsDockWidget):
             return self.drawn_extent
         return inputs.selection_extent(self.iface.activeLayer())
 
-    def options(self):
-        from engine.search import SearchOptions
-
+    def options(self) -> dict:
+        """The search options in the worker protocol (engine.search.SearchOptions fields by name)."""
         try:
-            sizes = tuple(float(s) for s in self.tile_sizes.text().replace(";", ",").split(",") if s.strip())
+            sizes = [float(s) for s in self.tile_sizes.text().replace(";", ",").split(",") if s.strip()]
         except ValueError:
             raise inputs.InputError("Tile sizes must be numbers in metres separated by commas, e.g. 60, 120.") from None
-        if not sizes or min(sizes) <= 0:
+        if not sizes or not all(0 < s < 1e6 for s in sizes):
             raise inputs.InputError("Give at least one positive tile size in metres.")
         crs = self.iface.mapCanvas().mapSettings().destinationCrs()
-        return SearchOptions(top_k=self.top_k.value(), tile_sizes_m=sizes, stage2=self.stage2.isChecked(),
-                             output_crs=crs.toWkt() if crs.isValid() else None)
+        return {"top_k": self.top_k.value(), "tile_sizes_m": sizes, "stage2": self.stage2.isChecked(),
+                "output_crs": crs.toWkt() if crs.isValid() else None}
 
     def build_request(self) -> SearchRequest:
         if self.canvas.is_empty():
             raise inputs.InputError("The sketch is empty: draw the object you are looking for first.")
         extent = self.chosen_extent()
         sources = inputs.build_sources(self.chosen_layers(), extent, self.resolution.value() or None)
-        return SearchRequest(sketch=self.canvas.to_rgb_array(), sketch_label=self.sketch_label, sources=sources,
+        return SearchRequest(sketch_png=self.canvas.to_png_base64(), sketch_label=self.sketch_label, sources=sources,
                              extent=inputs.engine_extent(*extent), options=self.options(),
                              checkpoint=self.checkpoint.filePath() or None, device=self.device.currentText())
 
     def _ask(self, text: str) -> bool:
-        return QMessageBox.question(self, "Large search", text, QMessageBox.Yes | QMessageBox.No,
-                                    QMessageBox.No) == QMessageBox.Yes
+        yes, no = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
+        return QMessageBox.question(self, "Large search", text, yes | no, no) == yes
 
     def start_search(self) -> PrepareTask | None:
-        """Checks the inputs (at once, in plain words), then loads the model and estimates the
-        search in the background; _prepared() asks before a large search and launches it.
-        Returns the preparing task, or None when nothing was started."""
+        """Checks the inputs (at once, in plain words), then renders web layers, loads the model and
+        estimates the search in the background; _prepared() asks before a large search and launches
+        it. Returns the preparing task, or None when nothing was started."""
         if self.task is not None:
             return None
         try:
             request = self.build_request()
-            resolve_checkpoint(request.checkpoint)
-        except (inputs.InputError, NoModelError) as exc:
+        except inputs.InputError as exc:
             self._message(str(exc), Qgis.Warning)
             return None
         except Exception as exc:
-            self._message(plain_message(exc), Qgis.Critical)
+            self._message(f"The search cannot start: {exc}", Qgis.Critical)
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
             return None
         self.search_task = None
         self.task = PrepareTask(request, on_done=self._prepared)
+        self.progress.setFormat("")
         self.progress.setRange(0, 0)  # busy until the engine reports a tile count
-        self.status.setText("Loading the model and estimating the search…")
+        self.status.setText("Starting the search engine, loading the model and estimating the search…")
         self._update_buttons()
         QgsApplication.taskManager().addTask(self.task)
         return self.task
@@ -358,12 +396,13 @@ class SketchSearchDock(QgsDockWidget):
         if prep.error or prep.was_cancelled:
             self._finish_failed(prep.error)
             return
-        if est is not None and (est.to_compute > CONFIRM_TILES or est.to_compute > request.options.max_tiles):
+        max_tiles = int(request.options.get("max_tiles", 20000))
+        if est is not None and (est.to_compute > CONFIRM_TILES or est.to_compute > max_tiles):
             if not self.confirm(f"This search covers {est.describe()}.\nStart it?"):
                 self._finish_failed(None, "Search not started.")
                 return
-            if est.to_compute > request.options.max_tiles:
-                request.options = replace(request.options, max_tiles=est.to_compute)
+            if est.to_compute > max_tiles:
+                request.options = {**request.options, "max_tiles": est.to_compute}
         self.estimate = est
         self.search_task = self.task = SearchTask(request, on_done=self._on_done)
         self.task.tilesProgress.connect(self._on_progress)
@@ -371,9 +410,14 @@ class SketchSearchDock(QgsDockWidget):
         self._update_buttons()
         QgsApplication.taskManager().addTask(self.task)
 
-    def _finish_failed(self, error: str | None, text: str = "Search cancelled; nothing was added to the map.") -> None:
+    def _reset_progress(self) -> None:
+        """An empty bar with no text: no '0 / 100 tiles' before any search or after a cancel."""
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("")
+
+    def _finish_failed(self, error: str | None, text: str = "Search cancelled; nothing was added to the map.") -> None:
+        self._reset_progress()
         self.status.setText(error or text)
         self._message(error or text, Qgis.Critical if error else Qgis.Info)
         self._update_buttons()
@@ -385,6 +429,7 @@ class SketchSearchDock(QgsDockWidget):
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
         if total > 0:  # (0, 0) comes with messages about steps that compute no tiles
+            self.progress.setFormat("%v / %m tiles" if "tile" in message or not message else "%p %")
             self.progress.setRange(0, total)
             self.progress.setValue(done)
         if message:
@@ -395,15 +440,14 @@ class SketchSearchDock(QgsDockWidget):
         if task.error or task.was_cancelled or task.outcome.layer is None:
             self._finish_failed(task.error)
             return
-        if self.estimate is not None and self.estimate.to_compute == 0:  # every tile came from the index
-            self.progress.setRange(0, max(self.estimate.tiles, 1))
-        elif self.progress.maximum() == 0:
-            self.progress.setRange(0, 1)
-        self.progress.setValue(self.progress.maximum())  # the finished search's tile count stays shown
+        tiles = max(self.estimate.tiles if self.estimate else task.outcome.computed + task.outcome.cached, 1)
+        self.progress.setFormat("%v / %m tiles")
+        self.progress.setRange(0, tiles)
+        self.progress.setValue(tiles)  # the finished search's tile count stays shown
         self.last_layer_id = task.outcome.layer.id()
         self._show_results(task)
-        tiles = f", {self.estimate.tiles} tiles ({self.estimate.cached} from the index)" if self.estimate else ""
-        text = f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s{tiles} on {task.outcome.device}."
+        counts = f", {tiles} tiles ({task.outcome.cached} from the index)" if self.estimate else ""
+        text = f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s{counts} on {task.outcome.device}."
         self.status.setText(text)
         self._message(text, Qgis.Success)
         self._update_buttons()
@@ -412,11 +456,13 @@ class SketchSearchDock(QgsDockWidget):
     def _show_results(self, task: SearchTask) -> None:
         self.results.clear()
         layer = task.outcome.layer
-        for match, thumb in zip(task.outcome.matches, task.outcome.thumbnails + [None] * len(task.outcome.matches)):
-            item = QListWidgetItem(f"#{match.rank}   score {match.score:.3f}\n{match.source} · {match.scale:g} m tiles")
+        thumbs = task.outcome.thumbnails + [None] * len(task.outcome.matches)
+        for match, thumb in zip(task.outcome.matches, thumbs):
+            item = QListWidgetItem(f"#{match['rank']}   score {match['score']:.3f}\n"
+                                   f"{match['source']} · {match['scale']:g} m tiles")
             if thumb is not None:
-                item.setIcon(QIcon(QPixmap.fromImage(rgb_to_qimage(thumb))))
-            item.setData(Qt.UserRole, (layer.id(), match.rank))
+                item.setIcon(QIcon(QPixmap.fromImage(thumb)))
+            item.setData(Qt.ItemDataRole.UserRole, (layer.id(), int(match["rank"])))
             self.results.addItem(item)
 
     def _result_layer(self) -> QgsVectorLayer | None:
@@ -444,7 +490,7 @@ class SketchSearchDock(QgsDockWidget):
         return True
 
     def _zoom_to_item(self, item: QListWidgetItem) -> None:
-        layer_id, rank = item.data(Qt.UserRole)
+        layer_id, rank = item.data(Qt.ItemDataRole.UserRole)
         self.zoom_to_match(layer_id, rank)
 
     def _export(self) -> None:

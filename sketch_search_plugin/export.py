@@ -1,6 +1,7 @@
 """Export of a result layer to a Shapefile or GeoPackage through QGIS's vector writer."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -35,13 +36,20 @@ def write_layer(layer: QgsVectorLayer, path: str | Path, overwrite: bool = False
     options.driverName = driver
     options.fileEncoding = "UTF-8"
     options.layerName = path.stem
-    options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteFile
+    options.actionOnExistingFile = QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteFile
     context = QgsProject.instance().transformContext() if QgsProject.instance() else QgsCoordinateTransformContext()
     result = QgsVectorFileWriter.writeAsVectorFormatV3(layer, str(path), context, options)
     error, message = result[0], result[1]
-    if error != QgsVectorFileWriter.NoError:
+    if error != QgsVectorFileWriter.WriterError.NoError:
         raise ExportError(f"could not write {path.name}: {message or 'the vector writer failed'}")
     return path
+
+
+def default_file_name(layer: QgsVectorLayer) -> str:
+    """A file name without spaces or punctuation that shells and other GIS tools stumble on:
+    "Sketch matches 03:24:56 plane" -> "sketch_matches_032456_plane"."""
+    name = re.sub(r"[^\w-]+", "_", layer.name().replace(":", "")).strip("_").lower()
+    return name or "sketch_matches"
 
 
 def export_with_dialog(layer: QgsVectorLayer, parent: QWidget | None = None,
@@ -50,8 +58,8 @@ def export_with_dialog(layer: QgsVectorLayer, parent: QWidget | None = None,
     written path, or None when the user cancelled."""
     filters = ";;".join(FORMATS)
     # We ask about overwriting ourselves, so the question is the same on every platform.
-    name, chosen = QFileDialog.getSaveFileName(parent, "Export sketch matches", layer.name().replace(":", "-"),
-                                               filters, options=QFileDialog.DontConfirmOverwrite)
+    name, chosen = QFileDialog.getSaveFileName(parent, "Export sketch matches", default_file_name(layer),
+                                               filters, options=QFileDialog.Option.DontConfirmOverwrite)
     if not name:
         return None
     path = Path(name)
@@ -62,7 +70,8 @@ def export_with_dialog(layer: QgsVectorLayer, parent: QWidget | None = None,
     if path.exists():
         ask = confirm or (lambda p: QMessageBox.question(
             parent, "Replace file?", f"{p.name} already exists in {p.parent}.\nReplace it?",
-            QMessageBox.Yes | QMessageBox.No, QMessageBox.No) == QMessageBox.Yes)
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes)
         if not ask(path):
             return None
         overwrite = True

@@ -1,4 +1,5 @@
-"""What to search: raster layers and the extent, turned into the engine's terms (sources, Extent)."""
+"""What to search: raster layers and the extent, turned into the worker's terms (source and extent
+dictionaries of the protocol in ARCHITECTURE.md)."""
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -31,12 +32,6 @@ def visible_raster_layers(project: QgsProject | None = None) -> list[QgsRasterLa
     return layers
 
 
-def to_shapely(geometry: QgsGeometry):
-    from shapely import wkt
-
-    return wkt.loads(geometry.asWkt())
-
-
 def canvas_extent(canvas) -> tuple[QgsGeometry, str]:
     """The map canvas's visible extent as a polygon and its CRS (WKT)."""
     crs = canvas.mapSettings().destinationCrs()
@@ -57,17 +52,17 @@ def selection_extent(layer: QgsMapLayer | None) -> tuple[QgsGeometry, str]:
     return QgsGeometry.unaryUnion(geometries), layer.crs().toWkt()
 
 
-def engine_extent(geometry: QgsGeometry, crs_wkt: str):
-    from engine.search import Extent
-
+def engine_extent(geometry: QgsGeometry, crs_wkt: str) -> dict:
+    """The protocol's extent: polygon WKT and its CRS."""
     if geometry.isEmpty():
         raise InputError("The search extent is empty.")
-    return Extent(to_shapely(geometry), crs_wkt)
+    return {"wkt": geometry.asWkt(), "crs": crs_wkt}
 
 
 def build_sources(layers: Sequence[QgsRasterLayer], extent: tuple[QgsGeometry, str] | None,
                   resolution: float | None = None, project: QgsProject | None = None) -> list:
-    """Engine sources for the layers. Web layers get a pixel grid over the searched extent."""
+    """The worker's sources for the layers: dictionaries for what GDAL opens, RenderedLayer for the
+    rest (web layers get a pixel grid over the searched extent)."""
     from qgis.core import QgsCoordinateReferenceSystem
 
     project = project or QgsProject.instance()

@@ -27,8 +27,14 @@ def result_fields() -> QgsFields:
     return fields
 
 
+def match_attributes(match: dict) -> list:
+    """The field values of a match, in the order of FIELDS."""
+    return [int(match["rank"]), float(match["score"]), str(match["source"]), float(match["scale"])]
+
+
 def build_result_layer(matches: Sequence, crs_wkt: str | None, name: str) -> QgsVectorLayer:
-    """A new memory layer holding the matches (rank, score, source, scale), in the matches' CRS.
+    """A new memory layer holding the matches (protocol match dicts: wkt, rank, score, source,
+    scale), in the matches' CRS.
 
     Must run on the main thread: the layer is parented to nothing and added to the project there.
     """
@@ -41,11 +47,11 @@ def build_result_layer(matches: Sequence, crs_wkt: str | None, name: str) -> Qgs
     features = []
     for match in matches:
         feature = QgsFeature(layer.fields())
-        geometry = QgsGeometry.fromWkt(match.geometry.wkt)
+        geometry = QgsGeometry.fromWkt(match["wkt"])
         if geometry.isNull():
-            raise ValueError(f"match {match.rank} has a geometry QGIS cannot read: {match.geometry.wkt[:80]}")
+            raise ValueError(f"match {match['rank']} has a geometry QGIS cannot read: {match['wkt'][:80]}")
         feature.setGeometry(geometry)
-        feature.setAttributes([int(match.rank), float(match.score), str(match.source), float(match.scale)])
+        feature.setAttributes(match_attributes(match))
         features.append(feature)
     ok, _ = provider.addFeatures(features)
     if not ok:

@@ -1,237 +1,203 @@
-"""The search as a QgsTask: the engine runs in a background thread, QGIS stays responsive.
+"""The search as QgsTasks: QGIS stays responsive while the engine worker computes.
 
-run() (worker thread) touches no GUI and no project layer: it gets ready-made engine sources and
-returns plain Python results. finished() (main thread) builds and adds the result layer, so a
-cancelled or failed search never leaves a half layer behind.
+run() (a background thread) touches no GUI and no project layer: it renders web layers to GeoTIFFs
+(RenderedLayer), then sends requests to the engine worker (worker_client) and keeps plain results.
+finished() (main thread) builds and adds the result layer, so a cancelled or failed search never
+leaves a half layer behind.
 """
 from __future__ import annotations
 
-import traceback
+import base64
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
-from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
-                       QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer)
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer
 from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtGui import QImage
+
+from .qgis_source import RenderedLayer
+from .worker_client import EngineCancelled, EngineError, shared_client
 
 LOG_TAG = "Sketch Search"
 THUMB = 96  # thumbnail side in pixels
 
-_embedders: dict = {}  # (checkpoint, mtime, device) -> Embedder
 
-
-class NoModelError(ValueError):
-    """No checkpoint chosen and no default model installed."""
-
-
-def resolve_checkpoint(checkpoint: str | None) -> Path:
-    """The checkpoint to use: the chosen file, else the shipped default model; plain errors if absent."""
-    from engine.embedder import default_checkpoint
-
-    if checkpoint:
-        path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise NoModelError(f"The model checkpoint {path} does not exist: choose another file under Options → Model.")
-        return path
-    path = default_checkpoint()
-    if not path.is_file():
-        raise NoModelError("No default model is installed with the plugin. Choose a model checkpoint file "
-                           "(.safetensors, or an official .pth) under Options → Model.")
-    return path
-
-
-def get_embedder(checkpoint: str | None, device: str | None):
-    """The engine's encoder for a checkpoint (None = shipped default) on a device ('auto', 'cpu'...).
-    Cached per file version and device: loading a model once per session is enough."""
-    from engine.embedder import Embedder
-
-    path = resolve_checkpoint(checkpoint)
-    key = (str(path.resolve()), path.stat().st_mtime_ns, device or "auto")
-    if key not in _embedders:
-        _embedders.clear()  # one model in memory at a time
-        _embedders[key] = Embedder.from_checkpoint(path, None if device in (None, "auto") else device)
-    return _embedders[key]
-
-
-def plain_message(exc: BaseException) -> str:
-    """One line for the message bar; the traceback goes to the log."""
-    from engine.model.checkpoints import CheckpointError
-    from engine.preprocess import EmptySketchError
-    from engine.search import SearchError
-
-    if isinstance(exc, EmptySketchError):
-        return "The sketch is empty: draw the object you are looking for first."
-    if isinstance(exc, CheckpointError):
-        return f"The model checkpoint cannot be used: {exc}"
-    if isinstance(exc, (SearchError, ValueError, FileNotFoundError)):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "The search ran out of memory: search a smaller extent or fewer scales."
-    return f"The search failed ({type(exc).__name__}: {exc}). Details are in the log, tab '{LOG_TAG}'."
+def log(text: str, level=Qgis.Info) -> None:
+    QgsMessageLog.logMessage(text, LOG_TAG, level)
 
 
 @dataclass
 class SearchRequest:
-    sketch: np.ndarray           # RGB uint8, black strokes on white
+    sketch_png: str              # base64 PNG, black strokes on white
     sketch_label: str            # names the result layer
-    sources: Sequence            # engine RasterSources, built on the main thread
-    extent: object | None        # engine.search.Extent or None
-    options: object              # engine.search.SearchOptions
+    sources: list                # protocol source dicts, or RenderedLayer (built on the main thread)
+    extent: dict | None          # protocol extent {"wkt", "crs"}, or None
+    options: dict                # engine.search.SearchOptions fields by name
     checkpoint: str | None = None
     device: str | None = None
+
+    def params(self) -> dict:
+        """The request's parameters in the worker protocol (after rendering)."""
+        if any(isinstance(s, RenderedLayer) for s in self.sources):
+            raise RuntimeError("web layers must be rendered before the request is sent")
+        return {"sources": self.sources, "extent": self.extent, "options": self.options,
+                "checkpoint": self.checkpoint, "device": self.device or "auto"}
+
+
+@dataclass
+class Estimate:
+    tiles: int
+    cached: int
+    to_compute: int
+    text: str
+
+    def describe(self) -> str:
+        return self.text
 
 
 @dataclass
 class SearchOutcome:
-    matches: list = field(default_factory=list)
-    thumbnails: list = field(default_factory=list)  # uint8 (THUMB, THUMB, 3) or None per match
+    matches: list = field(default_factory=list)      # protocol match dicts, best first
+    thumbnails: list = field(default_factory=list)   # QImage or None per match
+    crs_wkt: str = ""
     layer: QgsVectorLayer | None = None
     device: str = ""
     seconds: float = 0.0
+    computed: int = 0
+    cached: int = 0
 
 
-def match_window(match, source, transform_context):
-    """The pixel window of `source` covering a match polygon (plus a margin), or None."""
-    from engine.raster.source import Window
+class _EngineTask(QgsTask):
+    """A task that talks to the worker: one-line errors for the user, details in the log tab."""
 
-    geom = QgsGeometry.fromWkt(match.geometry.wkt)
-    src_crs = QgsCoordinateReferenceSystem.fromWkt(source.crs_wkt)
-    out_crs = QgsCoordinateReferenceSystem.fromWkt(match.crs_wkt)
-    if src_crs.isValid() and out_crs.isValid() and src_crs != out_crs:
-        geom.transform(QgsCoordinateTransform(out_crs, src_crs, transform_context))
-    box = geom.boundingBox()
-    inverse = ~source.transform
-    corners = [inverse @ (x, y) for x in (box.xMinimum(), box.xMaximum()) for y in (box.yMinimum(), box.yMaximum())]
-    cols, rows = [c for c, _ in corners], [r for _, r in corners]
-    side = max(max(cols) - min(cols), max(rows) - min(rows)) * 1.1  # square, a little context around
-    if not side > 0:
-        return None
-    cx, cy = (max(cols) + min(cols)) / 2, (max(rows) + min(rows)) / 2
-    return Window(cx - side / 2, cy - side / 2, side, side)
-
-
-class SearchTask(QgsTask):
-    # (done, total, message): emitted from the worker thread, delivered queued on the main thread.
-    tilesProgress = pyqtSignal(int, int, str)
-
-    def __init__(self, request: SearchRequest, on_done: Callable[["SearchTask"], None] | None = None):
-        super().__init__(f"Sketch search: {request.sketch_label}", QgsTask.CanCancel)
-        self.request = request
+    def __init__(self, title: str, on_done: Callable | None):
+        super().__init__(title, QgsTask.Flag.CanCancel)
         self.on_done = on_done
-        self.outcome = SearchOutcome()
         self.error: str | None = None
         self.details: str | None = None
         self.was_cancelled = False
-        self._context = QgsProject.instance().transformContext()
 
-    # ---- worker thread ------------------------------------------------------------------------
+    def guarded(self, work: Callable[[], None]) -> bool:
+        try:
+            work()
+            return not self.isCanceled()
+        except (EngineCancelled, InterruptedError):
+            self.was_cancelled = True
+        except EngineError as exc:
+            self.error, self.details = exc.message, exc.details
+        except Exception as exc:  # everything else is reported to the user, never raised into QGIS
+            import traceback
+
+            self.error = f"The search failed ({type(exc).__name__}: {exc}). Details are in the log tab '{LOG_TAG}'."
+            self.details = traceback.format_exc()
+        return False
+
+    def finished(self, result: bool) -> None:
+        if not result and not self.error:
+            self.was_cancelled = True
+        if self.details:
+            log(self.details, Qgis.Critical)
+        if self.on_done is not None:
+            self.on_done(self)
+
+
+def render_sources(sources: list, is_cancelled: Callable[[], bool], progress=None) -> list[dict]:
+    """Web layers rendered to GeoTIFFs (cached); the rest as they are."""
+    out = []
+    for source in sources:
+        if isinstance(source, RenderedLayer):
+            path = source.render(is_cancelled=is_cancelled, progress=progress)
+            source = {"path": str(path), "name": source.name, "bands": None}
+        out.append(source)
+    return out
+
+
+class EngineInfoTask(_EngineTask):
+    """Starts the worker and asks what it can do (runtime, devices): the dock's device list."""
+
+    def __init__(self, on_done: Callable | None = None):
+        super().__init__("Sketch Search: starting the search engine", on_done)
+        self.info: dict = {}
+
+    def run(self) -> bool:
+        return self.guarded(lambda: self.info.update(shared_client(log).request("hello")))
+
+
+class PrepareTask(_EngineTask):
+    """Before a search, in the background too: renders web layers, loads the model (the first time:
+    seconds) and estimates the tile count and time, so the dock can ask before a large search."""
+
+    def __init__(self, request: SearchRequest, on_done: Callable | None = None):
+        super().__init__("Sketch search: preparing", on_done)
+        self.request = request
+        self.estimate: Estimate | None = None
+        self.device = ""
+
+    def _progress(self, done: int, total: int, message: str) -> None:
+        if total > 0:
+            self.setProgress(100.0 * done / total)
+
+    def run(self) -> bool:
+        def work():
+            self.request.sources = render_sources(self.request.sources, self.isCanceled, self._progress)
+            client = shared_client(log)
+            loaded = client.request("load", {"checkpoint": self.request.checkpoint,
+                                             "device": self.request.device or "auto"}, is_cancelled=self.isCanceled)
+            self.device = loaded.get("device", "")
+            est = client.request("estimate", self.request.params(), is_cancelled=self.isCanceled)
+            self.estimate = Estimate(int(est["tiles"]), int(est["cached"]), int(est["to_compute"]), est["describe"])
+
+        return self.guarded(work)
+
+
+class SearchTask(_EngineTask):
+    # (done, total, message): emitted from the task's thread, delivered queued on the main thread.
+    tilesProgress = pyqtSignal(int, int, str)
+
+    def __init__(self, request: SearchRequest, on_done: Callable | None = None):
+        super().__init__(f"Sketch search: {request.sketch_label}", on_done)
+        self.request = request
+        self.outcome = SearchOutcome()
+
     def _progress(self, done: int, total: int, message: str) -> None:
         if total > 0:
             self.setProgress(100.0 * done / total)
         self.tilesProgress.emit(int(done), int(total), str(message))
 
     def run(self) -> bool:
-        import time
+        def work():
+            self.request.sources = render_sources(self.request.sources, self.isCanceled, self._progress)
+            params = {**self.request.params(), "sketch": {"png_base64": self.request.sketch_png}, "thumbnail": THUMB}
+            result = shared_client(log).request("search", params, progress=self._progress,
+                                                is_cancelled=self.isCanceled)
+            out = self.outcome
+            out.matches = list(result.get("matches", []))
+            out.thumbnails = [decode_thumbnail(m.get("thumbnail_png_base64")) for m in out.matches]
+            out.crs_wkt = result.get("crs_wkt") or self.request.options.get("output_crs") or ""
+            out.device, out.seconds = result.get("device", ""), float(result.get("seconds", 0.0))
+            out.computed, out.cached = int(result.get("computed", 0)), int(result.get("cached", 0))
 
-        from engine.search import SearchCancelled, search
+        return self.guarded(work)
 
-        start = time.perf_counter()
-        try:
-            embedder = get_embedder(self.request.checkpoint, self.request.device)
-            self.outcome.device = embedder.device_description
-            if self.isCanceled():
-                raise SearchCancelled("cancelled before the search started")
-            matches = search(embedder, self.request.sketch, list(self.request.sources), extent=self.request.extent,
-                             options=self.request.options, progress=self._progress, is_cancelled=self.isCanceled)
-            self.outcome.matches = list(matches)
-            self.outcome.thumbnails = self._thumbnails(self.outcome.matches)
-            self.outcome.seconds = time.perf_counter() - start
-            return not self.isCanceled()
-        except SearchCancelled:
-            self.was_cancelled = True
-            return False
-        except Exception as exc:  # everything else is reported to the user, never raised into QGIS
-            self.error = plain_message(exc)
-            self.details = traceback.format_exc()
-            return False
-
-    def _thumbnails(self, matches) -> list:
-        by_name = {}
-        for source in self.request.sources:
-            by_name.setdefault(source.name, source)
-        thumbs = []
-        for match in matches:
-            if self.isCanceled():
-                break
-            source = by_name.get(match.source)
-            try:
-                window = match_window(match, source, self._context) if source is not None else None
-                thumbs.append(source.read_rgb(window, (THUMB, THUMB))[0] if window else None)
-            except Exception as exc:  # a missing thumbnail must not lose the search
-                QgsMessageLog.logMessage(f"no thumbnail for match {match.rank}: {exc}", LOG_TAG, Qgis.Warning)
-                thumbs.append(None)
-        return thumbs
-
-    # ---- main thread ----------------------------------------------------------------------------
     def finished(self, result: bool) -> None:
         if result and not self.isCanceled():
             try:
                 from .result_layer import build_result_layer, layer_name
 
-                crs = self.outcome.matches[0].crs_wkt if self.outcome.matches else self.request.options.output_crs
-                self.outcome.layer = build_result_layer(self.outcome.matches, crs,
+                self.outcome.layer = build_result_layer(self.outcome.matches, self.outcome.crs_wkt,
                                                         layer_name(self.request.sketch_label))
                 QgsProject.instance().addMapLayer(self.outcome.layer)
             except Exception as exc:
+                import traceback
+
+                result = False
                 self.error = f"The matches were found but could not be shown: {exc}"
                 self.details = traceback.format_exc()
-        elif not self.error:
-            self.was_cancelled = True
-        if self.details:
-            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
-        if self.on_done is not None:
-            self.on_done(self)
+        super().finished(result)
 
 
-class PrepareTask(QgsTask):
-    """Before a search, in the background too: loads the model (the first time: PyTorch and the
-    weights, seconds) and estimates the tile count and time, so the dock can ask before a large one."""
-
-    def __init__(self, request: SearchRequest, on_done: Callable[["PrepareTask"], None] | None = None):
-        super().__init__("Sketch search: preparing", QgsTask.CanCancel)
-        self.request = request
-        self.on_done = on_done
-        self.estimate = None  # engine.search.Estimate, or None when the engine gives none
-        self.device = ""
-        self.error: str | None = None
-        self.details: str | None = None
-        self.was_cancelled = False
-
-    def run(self) -> bool:
-        try:
-            from engine.search import estimate
-
-            embedder = get_embedder(self.request.checkpoint, self.request.device)
-            self.device = embedder.device_description
-            if self.isCanceled():
-                return False
-            try:
-                self.estimate = estimate(embedder, list(self.request.sources), self.request.extent,
-                                         self.request.options)
-            except NotImplementedError:
-                self.estimate = None  # the search's own max_tiles guard still applies
-            return not self.isCanceled()
-        except Exception as exc:
-            self.error = plain_message(exc)
-            self.details = traceback.format_exc()
-            return False
-
-    def finished(self, result: bool) -> None:
-        if not result and not self.error:
-            self.was_cancelled = True
-        if self.details:
-            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
-        if self.on_done is not None:
-            self.on_done(self)
+def decode_thumbnail(data: str | None) -> QImage | None:
+    if not data:
+        return None
+    image = QImage.fromData(base64.b64decode(data), "PNG")
+    return None if image.isNull() else image

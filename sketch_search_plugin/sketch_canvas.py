@@ -6,16 +6,18 @@ does not depend on the widget's size on screen.
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt, pyqtSignal
-from qgis.PyQt.QtGui import QColor, QImage, QPainter, QPainterPath, QPen
+from qgis.PyQt.QtCore import QBuffer, QIODevice, QPointF, QRectF, QSize, Qt, pyqtSignal
+from qgis.PyQt.QtGui import QColor, QImage, QImageReader, QPainter, QPainterPath, QPen
 from qgis.PyQt.QtWidgets import QSizePolicy, QWidget
 
 LOGICAL = 512.0  # side of the logical drawing square
+MAX_LOADED_SIDE = 2048  # loaded sketch images are scaled down to this on reading
 DEFAULT_PEN = 6.0  # in logical units (about 1.2 % of the side: like a felt pen on paper)
 
 
@@ -40,6 +42,39 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     ptr = image.constBits()
     ptr.setsize(stride * h)
     return np.frombuffer(ptr, np.uint8).reshape(h, stride)[:, :w * 3].reshape(h, w, 3).copy()
+
+
+def read_image(path: str | Path, max_side: int = MAX_LOADED_SIDE) -> QImage:
+    """An image file as a QImage, scaled down on reading when larger than max_side (a sketch scanned
+    at 1200 dpi is 14000 px across; the model sees a few hundred)."""
+    reader = QImageReader(str(path))
+    reader.setAutoTransform(True)
+    size = reader.size()
+    if size.isValid() and max(size.width(), size.height()) > max_side:
+        k = max_side / max(size.width(), size.height())
+        reader.setScaledSize(QSize(max(1, round(size.width() * k)), max(1, round(size.height() * k))))
+    image = reader.read()
+    if image.isNull():
+        raise OSError(f"cannot read the image {path}: {reader.errorString()}")
+    return image
+
+
+def sketch_on_white(path: str | Path) -> np.ndarray:
+    """A sketch image in any common form -> dark strokes on white, uint8 (rows, cols, 3), as the
+    engine reads sketches (engine/preprocess.py): with real transparency the alpha channel is the
+    ink; a mostly dark picture is light strokes on dark and is inverted."""
+    image = read_image(path).convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h, stride = image.width(), image.height(), image.bytesPerLine()
+    ptr = image.constBits()
+    ptr.setsize(stride * h)
+    rgba = np.frombuffer(ptr, np.uint8).reshape(h, stride)[:, :w * 4].reshape(h, w, 4).copy()
+    alpha = rgba[:, :, 3]
+    if alpha.min() < 255:
+        return np.repeat((255 - alpha)[:, :, None], 3, axis=2)
+    rgb = rgba[:, :, :3]
+    if np.median(rgb.astype(np.float32).mean(axis=2)) < 128:
+        rgb = 255 - rgb
+    return np.ascontiguousarray(rgb)
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -124,10 +159,7 @@ class SketchCanvas(QWidget):
     def load_image(self, path: str | Path) -> None:
         """Loads a sketch image (any form the engine accepts: dark on light, light on dark,
         strokes on transparency) as the new background, replacing the drawing (undoable)."""
-        from engine.preprocess import sketch_on_white  # handles inversion and alpha the engine's way
-
-        rgb = sketch_on_white(Path(path))
-        self._push(_State(rgb_to_qimage(rgb), ()))
+        self._push(_State(rgb_to_qimage(sketch_on_white(path)), ()))
 
     def save_image(self, path: str | Path, size: int = int(LOGICAL)) -> None:
         image = self.render_image(size)
@@ -174,6 +206,14 @@ class SketchCanvas(QWidget):
     def to_rgb_array(self, size: int = int(LOGICAL)) -> np.ndarray:
         """The sketch as the engine wants it: uint8 (size, size, 3), black strokes on white."""
         return qimage_to_rgb(self.render_image(size))
+
+    def to_png_base64(self, size: int = int(LOGICAL)) -> str:
+        """The sketch as the worker protocol carries it: a PNG, base64-encoded."""
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not self.render_image(size).save(buffer, "PNG"):
+            raise OSError("could not encode the sketch as PNG")
+        return base64.b64encode(bytes(buffer.data())).decode("ascii")
 
     # ---- widget ---------------------------------------------------------------------------------
     def _square(self) -> tuple[float, float, float]:

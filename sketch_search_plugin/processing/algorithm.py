@@ -4,11 +4,16 @@ Only standard parameter types are used, so it works in batch mode and the model 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsGeometry, QgsProcessing,
-                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputLayerDefinition, QgsProcessingParameterBoolean, QgsProcessingParameterExtent,
+                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputLayerDefinition,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingUtils, QgsWkbTypes)
+
+from ..compat import PROCESSING_RASTER, PROCESSING_VECTOR_POLYGON, NUMBER_INTEGER
 
 from ..theme import icon
 
@@ -40,11 +45,11 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.SKETCH, "Sketch image", fileFilter="Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.LAYERS, "Raster layers to search", QgsProcessing.TypeRaster))
+            self.LAYERS, "Raster layers to search", PROCESSING_RASTER))
         self.addParameter(QgsProcessingParameterExtent(
             self.EXTENT, "Extent (default: the layers' full extent)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.TOP_K, "Number of results", QgsProcessingParameterNumber.Integer, 20, minValue=1, maxValue=1000))
+            self.TOP_K, "Number of results", NUMBER_INTEGER, 20, minValue=1, maxValue=1000))
         self.addParameter(QgsProcessingParameterString(
             self.TILE_SIZES, "Tile sizes in metres (comma-separated)", "60, 120, 240"))
         self.addParameter(QgsProcessingParameterBoolean(
@@ -53,74 +58,74 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             self.CHECKPOINT, "Model checkpoint (default: the shipped model)", optional=True,
             fileFilter="Model checkpoints (*.safetensors *.pth *.pt)"))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Sketch matches", QgsProcessing.TypeVectorPolygon))
+            self.OUTPUT, "Sketch matches", PROCESSING_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        try:
-            from engine.search import Extent, SearchCancelled, SearchError, SearchOptions, search
-        except ImportError as exc:
-            raise QgsProcessingException(
-                f"Sketch Search's Python dependencies are missing ({exc}). Open the Sketch Search dock "
-                "(Raster menu) to install them.") from None
-
-        from ..inputs import InputError, build_sources, to_shapely
-        from ..result_layer import result_fields
-        from ..search_task import get_embedder, plain_message
+        from ..inputs import InputError, build_sources, engine_extent
+        from ..result_layer import match_attributes, result_fields
+        from ..search_task import log, render_sources
+        from ..worker_client import EngineCancelled, EngineError, shared_client
 
         sketch = self.parameterAsFile(parameters, self.SKETCH, context)
         layers = self.parameterAsLayerList(parameters, self.LAYERS, context)
         if not layers:
             raise QgsProcessingException("Choose at least one raster layer to search.")
+        if not sketch or not Path(sketch).is_file():
+            raise QgsProcessingException(f"The sketch image {sketch!r} does not exist.")
         try:
-            sizes = tuple(float(s) for s in self.parameterAsString(parameters, self.TILE_SIZES, context).split(",")
-                          if s.strip())
+            sizes = [float(s) for s in self.parameterAsString(parameters, self.TILE_SIZES, context).split(",")
+                     if s.strip()]
         except ValueError:
             raise QgsProcessingException("Tile sizes must be numbers in metres separated by commas.") from None
         out_crs = layers[0].crs()
         if self._destination(parameters).lower().endswith((".geojson", ".json")):
             out_crs = QgsCoordinateReferenceSystem("EPSG:4326")  # GeoJSON is WGS 84 lon/lat (RFC 7946)
-        extent = None
         area = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context)
             crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-            if not crs.isValid():
-                crs = layers[0].crs()
-            area = (QgsGeometry.fromRect(rect), crs.toWkt())
-            extent = Extent(to_shapely(area[0]), area[1])
+            area = (QgsGeometry.fromRect(rect), (crs if crs.isValid() else layers[0].crs()).toWkt())
+
+        def progress(done, total, message):
+            if total:
+                feedback.setProgress(100.0 * done / total)
+            if message:
+                feedback.setProgressText(message)
+
         try:
-            sources = build_sources(layers, area, None, context.project())
-            embedder = get_embedder(self.parameterAsFile(parameters, self.CHECKPOINT, context) or None, None)
-            feedback.pushInfo(f"Model: {embedder.name} on {embedder.device_description}")
-            options = SearchOptions(top_k=self.parameterAsInt(parameters, self.TOP_K, context), tile_sizes_m=sizes,
-                                    stage2=self.parameterAsBool(parameters, self.STAGE2, context),
-                                    output_crs=out_crs.toWkt())
-
-            def progress(done, total, message):
-                if total:
-                    feedback.setProgress(100.0 * done / total)
-                if message:
-                    feedback.setProgressText(message)
-
-            matches = search(embedder, sketch, sources, extent=extent, options=options, progress=progress,
-                             is_cancelled=feedback.isCanceled)
-        except SearchCancelled:
+            sources = render_sources(build_sources(layers, area, None, context.project()), feedback.isCanceled,
+                                     progress)
+            client = shared_client(lambda text: log(text))
+            loaded = client.request("load", {"checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context)
+                                             or None, "device": "auto"}, is_cancelled=feedback.isCanceled)
+            feedback.pushInfo(f"Model: {loaded.get('model')} on {loaded.get('device')}")
+            options = {"top_k": self.parameterAsInt(parameters, self.TOP_K, context), "tile_sizes_m": sizes,
+                       "stage2": self.parameterAsBool(parameters, self.STAGE2, context), "output_crs": out_crs.toWkt()}
+            result = client.request("search", {
+                "sketch": {"path": str(Path(sketch).resolve())}, "sources": sources,
+                "extent": engine_extent(*area) if area else None, "options": options,
+                "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context) or None, "device": "auto",
+                "thumbnail": 0}, progress=progress, is_cancelled=feedback.isCanceled)
+        except (EngineCancelled, InterruptedError):
             raise QgsProcessingException("The search was cancelled.") from None
-        except (InputError, SearchError) as exc:
+        except EngineError as exc:
+            if exc.details:
+                feedback.pushDebugInfo(exc.details)
+            raise QgsProcessingException(exc.message) from None
+        except InputError as exc:
             raise QgsProcessingException(str(exc)) from None
-        except Exception as exc:
-            raise QgsProcessingException(plain_message(exc)) from exc
 
+        # The sink (and so the output file) is made only now: a failed run leaves no output behind.
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, result_fields(),
-                                             QgsWkbTypes.Polygon, out_crs)
+                                             QgsWkbTypes.Type.Polygon, out_crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for match in matches:
+        for match in result.get("matches", []):
             feature = QgsFeature(result_fields())
-            feature.setGeometry(QgsGeometry.fromWkt(match.geometry.wkt))
-            feature.setAttributes([int(match.rank), float(match.score), str(match.source), float(match.scale)])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
-        feedback.pushInfo(f"{len(matches)} matches")
+            feature.setGeometry(QgsGeometry.fromWkt(match["wkt"]))
+            feature.setAttributes(match_attributes(match))
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+        feedback.pushInfo(f"{len(result.get('matches', []))} matches")
         self._dest_id = dest_id
         return {self.OUTPUT: dest_id}
 

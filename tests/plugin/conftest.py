@@ -37,10 +37,16 @@ def qgis_app(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolated(qgis_app, tmp_path, monkeypatch):
-    """A clean project per test; the tile index in the test's own folder, never in ~/.cache."""
+    """A clean project per test; the engine worker runs this test's Python (which has the engine's
+    packages) and keeps its tile index in the test's own folder, never in ~/.cache; a worker started
+    by a test ends with it (its environment, and so its index folder, was that test's)."""
+    from sketch_search_plugin.worker_client import shutdown_shared
+
     monkeypatch.setenv("SKETCH_SEARCH_INDEX", str(tmp_path / "index"))
+    monkeypatch.setenv("SKETCH_SEARCH_PYTHON", sys.executable)
     QgsProject.instance().clear()
     yield
+    shutdown_shared()
     QgsProject.instance().clear()
 
 

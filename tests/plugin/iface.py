@@ -32,6 +32,7 @@ class MinimalIface:
         self.toolbar = QToolBar("Plugins")
         self.window.addToolBar(self.toolbar)
         self.plugin_menus: dict[str, QMenu] = {}
+        self.raster_menu = self.window.menuBar().addMenu("&Raster")
         self.docks = []
         self.active_layer = None
         self.messages: list[tuple[str, str, int]] = []  # (title, text, level) of pushMessage calls
@@ -66,6 +67,9 @@ class MinimalIface:
 
     def removeRasterToolBarIcon(self, action):  # noqa: N802
         self.removeToolBarIcon(action)
+
+    def rasterMenu(self):  # noqa: N802
+        return self.raster_menu
 
     def addPluginToRasterMenu(self, name, action):  # noqa: N802
         self.addPluginToMenu(name, action)
