@@ -1,0 +1,88 @@
+"""What each request does. A handler takes the request's parameters and a Context and returns the
+`result` object; it raises to fail (engine/worker/errors.py turns that into the reply)."""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import engine
+
+from . import PROTOCOL, messages
+from .models import ModelCache, default_model_path, self_check
+
+
+@dataclass
+class Context:
+    models: ModelCache
+    progress: Callable[[int, int, str], None]
+    is_cancelled: Callable[[], bool]
+
+
+def hello(params: dict, ctx: Context) -> dict:
+    from engine import runtime
+
+    default = default_model_path()
+    return {"protocol": PROTOCOL, "engine": engine.__version__, "python": platform.python_version(),
+            "runtime": runtime.runtime_name(), "devices": runtime.available_devices(),
+            "default_model": str(default) if default is not None and default.exists() else None}
+
+
+def load(params: dict, ctx: Context) -> dict:
+    embedder = ctx.models.get(params.get("checkpoint"), params.get("device"))
+    self_check(embedder)
+    return {"model": embedder.name, "device": embedder.device_description, "vector_dim": int(embedder.vector_dim)}
+
+
+def estimate(params: dict, ctx: Context) -> dict:
+    from engine.search import estimate as estimate_search
+
+    extent, options = messages.extent(params.get("extent")), messages.options(params.get("options"))
+    sources = messages.sources(params.get("sources"))
+    try:
+        embedder = ctx.models.get(params.get("checkpoint"), params.get("device"))
+        est = estimate_search(embedder, sources, extent, options)
+    finally:
+        messages.close(sources)
+    return {"tiles": est.tiles, "cached": est.cached, "to_compute": est.to_compute, "seconds": est.seconds,
+            "skipped_scales": list(est.skipped_scales), "describe": est.describe()}
+
+
+def search(params: dict, ctx: Context) -> dict:
+    from engine.search import run_search
+    from engine.tiling import parse_crs
+
+    sketch = messages.sketch(params.get("sketch"))
+    extent, options = messages.extent(params.get("extent")), messages.options(params.get("options"))
+    thumbnail = messages.thumbnail_size(params.get("thumbnail", 0))
+    sources = messages.sources(params.get("sources"))
+    try:
+        embedder = ctx.models.get(params.get("checkpoint"), params.get("device"))
+        result = run_search(embedder, sketch, sources, extent, options, ctx.progress, ctx.is_cancelled)
+        matches = [messages.match_json(m, sources, thumbnail) for m in result.matches]
+        crs_wkt = (result.matches[0].crs_wkt if result.matches
+                   else parse_crs(options.output_crs or sources[0].crs_wkt).to_wkt())
+    finally:
+        messages.close(sources)
+    return {"matches": matches, "crs_wkt": crs_wkt, "model": embedder.name, "device": embedder.device_description,
+            "seconds": result.seconds, "computed": result.computed, "cached": result.cached,
+            "skipped": result.skipped}
+
+
+def index(params: dict, ctx: Context) -> dict:
+    from engine.search import build_index
+
+    extent, options = messages.extent(params.get("extent")), messages.options(params.get("options"))
+    sources = messages.sources(params.get("sources"))
+    try:
+        embedder = ctx.models.get(params.get("checkpoint"), params.get("device"))
+        result = build_index(embedder, sources, extent, options, ctx.progress, ctx.is_cancelled)
+    finally:
+        messages.close(sources)
+    return {"computed": result.computed, "cached": result.cached, "skipped": result.skipped,
+            "seconds": result.seconds}
+
+
+# The requests served in turn by the main thread (cancel and shutdown are handled on arrival).
+HANDLERS = {"hello": hello, "load": load, "estimate": estimate, "search": search, "index": index}
