@@ -1,12 +1,18 @@
-"""Choice of compute device: CUDA, then Apple MPS, then CPU, unless the caller names one."""
+"""Choice of compute device for the PyTorch path: CUDA, then Apple MPS, then CPU, unless the
+caller names one. torch is imported inside the functions, so this module imports without it."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
-def pick_device(requested: str | None = None) -> torch.device:
+def pick_device(requested: str | None = None) -> "torch.device":
     """'auto'/None picks the best available; an explicit device that is not available is an error
     in plain words rather than a failure deep inside PyTorch."""
+    import torch
+
     name = (requested or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -28,8 +34,10 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: "torch.device") -> str:
     """Human-readable name of the device, for logs and the plugin's options."""
+    import torch
+
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":

@@ -19,8 +19,6 @@ so the tile index, are the same.
 from __future__ import annotations
 
 import contextlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,17 +27,16 @@ import torch
 import torch.nn.functional as F
 
 from .device import describe_device, pick_device
+from .embeddings import Embeddings
 from .model import MLAGT
 from .model.checkpoints import CheckpointError, load_any
-from .preprocess import ImageLike, preprocess_image, preprocess_sketch
-
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_CHECKPOINT = MODELS_DIR / "default.safetensors"
+from .preprocess import ImageLike, prepare_image, prepare_sketch
+from .runtime import DEFAULT_CHECKPOINT, MODELS_DIR, default_model_path  # noqa: F401 (MODELS_DIR: re-exported)
 
 
 def default_checkpoint() -> Path:
     """The shipped default model (overridable with SKETCH_SEARCH_CHECKPOINT)."""
-    return Path(os.environ.get("SKETCH_SEARCH_CHECKPOINT") or DEFAULT_CHECKPOINT)
+    return default_model_path()
 
 
 SKETCH_VIEW_CHOICES = (1, 4, 8)
@@ -60,12 +57,6 @@ def dihedral_views(batch: torch.Tensor, views: int) -> torch.Tensor:
             turned = torch.rot90(image, k % 4, dims=(1, 2))
             out.append(torch.flip(turned, dims=(2,)) if k >= 4 else turned)
     return torch.stack(out)
-
-
-@dataclass
-class Embeddings:
-    cls: np.ndarray  # (B, D) float32, L2-normalised: the stage-1 vectors
-    tokens: torch.Tensor | None = None  # (B, N, D) on the CPU, for stage 2 (None unless asked for)
 
 
 class Embedder:
@@ -176,7 +167,7 @@ class Embedder:
         if len(sketches) == 0:
             return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
-        batch = torch.stack([preprocess_sketch(s, size, mean, std) for s in sketches])
+        batch = torch.from_numpy(np.stack([prepare_sketch(s, size, mean, std) for s in sketches]))
         views = self.sketch_views
         if views == 1:
             return self.embed_tensor(batch, with_tokens)
@@ -191,7 +182,8 @@ class Embedder:
         images = list(images) if not isinstance(images, np.ndarray) else images
         parts: list[Embeddings] = []
         for start in range(0, len(images), self.batch_size):
-            chunk = torch.stack([preprocess_image(im, size, mean, std) for im in images[start:start + self.batch_size]])
+            chunk = torch.from_numpy(np.stack([prepare_image(im, size, mean, std)
+                                               for im in images[start:start + self.batch_size]]))
             parts.append(self.embed_tensor(chunk, with_tokens))
         if not parts:
             return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)

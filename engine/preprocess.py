@@ -3,37 +3,97 @@
 Images: RGB, resized to size x size, scaled to [0, 1], normalised by the model's mean/std.
 Sketches: converted to dark ink on white, cropped to the box of ink pixels (RGB sum <= 300) padded
 by 10 px, resized so the longer side is `size` keeping the aspect, padded with white to a square.
+
+The work is done in NumPy and PIL (`prepare_sketch`, `prepare_image` give float32 (3, S, S)
+arrays), so the ONNX Runtime search path runs without PyTorch; `preprocess_sketch` and
+`preprocess_image` wrap them as torch tensors for the PyTorch path and training.
 """
 from __future__ import annotations
 
+import io
+import math
+import threading
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
-ImageLike = Union[str, Path, np.ndarray, Image.Image]
+if TYPE_CHECKING:
+    import torch
+
+ImageLike = Union[str, Path, bytes, np.ndarray, Image.Image]
 
 INK_RGB_SUM = 300  # official threshold: a pixel is ink when R + G + B <= 300
 CROP_MARGIN = 10
 
+# Image files larger than this are refused before decoding (256 Mpx, e.g. 16384 x 16384 px: about
+# 1 GiB of RGBA while decoding); PIL's own bomb check (a warning at 89 Mpx, an error at 179 Mpx) is
+# replaced by this limit for our opens only.
+MAX_FILE_PIXELS = 1 << 28
+# Files with a longer side than this are shrunk right after opening (JPEG while decoding, others by
+# an integer box reduction): a sketch ends up at the model's input size (160-224 px), so the detail
+# lost cannot matter, and an ordinary file (up to 4096 px) is read exactly as before.
+WORK_SIDE = 4096
 
-class EmptySketchError(ValueError):
+
+class SketchError(ValueError):
+    """A sketch that cannot be used; the message is one line meant for the user."""
+
+
+class EmptySketchError(SketchError):
     """The sketch has no strokes."""
 
 
-def load_array(source: ImageLike) -> np.ndarray:
-    """Any image-like input -> uint8 array (H, W, 3) or (H, W, 4)."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path}")
+class ImageTooLargeError(SketchError):
+    """An image file with more pixels than MAX_FILE_PIXELS."""
+
+
+_open_lock = threading.Lock()  # PIL's bomb limit is a module global: raise it for one open at a time
+
+
+def _open_file(source: Path | bytes, label: str) -> Image.Image:
+    """Open an image file (or its bytes) of any size up to MAX_FILE_PIXELS, shrunk to WORK_SIDE.
+    Returns a loaded PIL image in its own mode."""
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    with _open_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # no DecompressionBombWarning/Error: our own limit follows
         try:
-            with Image.open(path) as im:
+            im = Image.open(fp)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    w, h = im.size
+    if w * h > MAX_FILE_PIXELS:
+        im.close()
+        raise ImageTooLargeError(f"{label} is {w} x {h} px ({w * h / 1e6:.0f} Mpx), more than the "
+                                 f"{MAX_FILE_PIXELS / 1e6:.0f} Mpx an image may have: scale it down and try again")
+    factor = math.ceil(max(w, h) / WORK_SIDE)
+    if factor > 1 and im.format == "JPEG":
+        im.draft(im.mode, (w // factor, h // factor))  # DCT scaling: decodes at 1/2, 1/4 or 1/8 size
+    im.load()
+    factor = math.ceil(max(im.size) / WORK_SIDE)
+    if factor > 1:
+        if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+            im = im.convert("RGBA" if im.mode in ("P", "PA") else "L")  # 1-bit and palette files
+        im = im.reduce(factor)
+    return im
+
+
+def load_array(source: ImageLike) -> np.ndarray:
+    """Any image-like input (a path, a file's bytes, a PIL image, an array) -> uint8 array (H, W, 3)
+    or (H, W, 4). Files of any size up to MAX_FILE_PIXELS are accepted, larger than WORK_SIDE
+    shrunk while reading; larger ones are refused with ImageTooLargeError."""
+    if isinstance(source, (str, Path, bytes)):
+        label = "image data" if isinstance(source, bytes) else Path(source)
+        if not isinstance(source, bytes) and not Path(source).is_file():
+            raise FileNotFoundError(f"image file not found: {source}")
+        try:
+            im = _open_file(source if isinstance(source, bytes) else Path(source), str(label))
+            with im:
                 source = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P", "PA") else "RGB")
-        except OSError as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from None
+        except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
+            raise ValueError(f"cannot read image {label}: {exc}") from None
     if isinstance(source, Image.Image):
         source = np.asarray(source.convert("RGBA" if source.mode in ("RGBA", "LA", "PA") else "RGB"))
     arr = np.asarray(source)
@@ -69,9 +129,11 @@ def sketch_on_white(source: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    t = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div_(255.0)
-    return (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W) scaled to [0, 1] and normalised (all in float32, so the
+    result is bit-identical to the same steps in PyTorch)."""
+    x = np.ascontiguousarray(np.asarray(rgb, np.uint8).transpose(2, 0, 1)).astype(np.float32) / np.float32(255.0)
+    return (x - np.asarray(mean, np.float32).reshape(3, 1, 1)) / np.asarray(std, np.float32).reshape(3, 1, 1)
 
 
 def ink_mask(rgb: np.ndarray) -> np.ndarray:
@@ -89,15 +151,14 @@ def ink_mask(rgb: np.ndarray) -> np.ndarray:
     return official if official.sum() >= 0.5 * faint.sum() else faint
 
 
-def preprocess_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
-    """One sketch -> normalised (3, size, size) tensor. Raises EmptySketchError without strokes."""
+def sketch_canvas(source: ImageLike, size: int = 224) -> np.ndarray:
+    """One sketch -> the uint8 (size, size, 3) square the model sees. Raises EmptySketchError without strokes."""
     rgb = sketch_on_white(source)
     ink = ink_mask(rgb)
     if not ink.any():
         raise EmptySketchError("the sketch is empty: draw at least one dark stroke (or give strokes on transparency)")
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     h, w = ink.shape
-    # the official crop ends 10 px past the last ink row/column, exclusive
     # the official crop ends CROP_MARGIN px past the last ink row/column, exclusive
     top, bottom = max(rows[0] - CROP_MARGIN, 0), min(rows[-1] + CROP_MARGIN, h)
     left, right = max(cols[0] - CROP_MARGIN, 0), min(cols[-1] + CROP_MARGIN, w)
@@ -107,12 +168,42 @@ def preprocess_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), 
     crop = crop.resize((new_w, new_h), Image.BILINEAR)
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(crop, ((size - new_w) // 2, (size - new_h) // 2))
-    return _normalise(np.asarray(canvas), mean, std)
+    return np.asarray(canvas)
 
 
-def preprocess_image(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
-    """One image -> normalised (3, size, size) tensor."""
+def prepare_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
+    """One sketch -> normalised float32 (3, size, size) array. Raises EmptySketchError without strokes."""
+    return normalise(sketch_canvas(source, size), mean, std)
+
+
+def prepare_image(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
+    """One image -> normalised float32 (3, size, size) array."""
     arr = load_array(source)[:, :, :3]
     if arr.shape[0] != size or arr.shape[1] != size:
         arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
-    return _normalise(arr, mean, std)
+    return normalise(arr, mean, std)
+
+
+def dihedral_views(batch: np.ndarray, views: int) -> np.ndarray:
+    """(B, C, S, S) -> (B * views, C, S, S): each input followed by its rotations by 90, 180, 270
+    degrees, then (views == 8) the same four of its mirror image (the mirror flips the last axis)."""
+    out = []
+    for image in batch:
+        for k in range(views):
+            turned = np.rot90(image, k % 4, axes=(1, 2))
+            out.append(np.flip(turned, axis=2) if k >= 4 else turned)
+    return np.ascontiguousarray(np.stack(out))
+
+
+def preprocess_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> "torch.Tensor":
+    """prepare_sketch as a torch tensor (the PyTorch path and training)."""
+    import torch
+
+    return torch.from_numpy(prepare_sketch(source, size, mean, std))
+
+
+def preprocess_image(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> "torch.Tensor":
+    """prepare_image as a torch tensor (the PyTorch path and training)."""
+    import torch
+
+    return torch.from_numpy(prepare_image(source, size, mean, std))

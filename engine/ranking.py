@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-import torch
 
 CHUNK_ROWS = 1 << 17  # 131072 rows x 512 dims x 4 B = 256 MiB at most per chunk
 
@@ -47,8 +46,11 @@ def stage1_topk(query: np.ndarray, vectors: np.ndarray, k: int, rows: np.ndarray
     return best_rows[order], best_scores[order]
 
 
-def stage2_scores(embedder, sketch_tokens: torch.Tensor, tile_tokens: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Cross-attention scores of one sketch's tokens (N, D) against K tiles' tokens (K, N, D)."""
+def stage2_scores(embedder, sketch_tokens, tile_tokens) -> np.ndarray:
+    """Cross-attention scores of one sketch's tokens (N, D) against K tiles' tokens (K, N, D)
+    (torch tensors or arrays). Stage 2 runs on the PyTorch path only, so torch is imported here."""
+    import torch
+
     if not isinstance(tile_tokens, torch.Tensor):
         tile_tokens = torch.from_numpy(np.asarray(tile_tokens, np.float32))
     return embedder.pair_scores(sketch_tokens.float(), tile_tokens.float())

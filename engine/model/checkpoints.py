@@ -12,12 +12,14 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .config import ModelConfig
-from .network import MLAGT
+
+if TYPE_CHECKING:  # torch is imported where weights are read, so cards and errors need no torch
+    import torch
+
+    from .network import MLAGT
 
 CARD_FORMAT = "sketch-search-model/1"
 
@@ -47,6 +49,8 @@ def _existing(path: Path | str) -> Path:
 
 def torch_load_weights_only(path: Path | str) -> Any:
     """torch.load with weights_only=True and errors in plain words."""
+    import torch
+
     path = _existing(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -133,6 +137,8 @@ def load_official(path: Path | str, heads: int = 12, ca_heads: int | None = None
                   keep_rates: tuple[float, ...] = ()) -> MLAGT:
     """Load an official checkpoint (`{'model': state_dict, ...}`). Heads cannot be read from the
     shapes: the official default is 12. keep_rates=() runs it as the published code does."""
+    from .network import MLAGT
+
     blob = torch_load_weights_only(path)
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or "sa.model.cls" not in state:
@@ -201,6 +207,8 @@ def load_checkpoint(path: Path | str) -> tuple[MLAGT, dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from .network import MLAGT
+
     weights, card = read_card(path)
     if sha256_of(weights) != card.get("weights_sha256"):
         raise CheckpointError(weights, "sha256 differs from the model card's: the file was changed or is truncated")
@@ -230,6 +238,8 @@ def load_any(path: Path | str, heads: int = 12) -> tuple[MLAGT, dict[str, Any]]:
 
 def read_weights_file(path: Path | str) -> dict[str, torch.Tensor]:
     """A plain state dict from .safetensors, .npz or a weights-only .pth/.bin."""
+    import torch
+
     path = _existing(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError

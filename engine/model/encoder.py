@@ -70,7 +70,8 @@ class Encoder(nn.Module):
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens from the tokenizer (B, grid*grid, width) -> encoder output tokens."""
-        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embed
+        # shape[0], not len(): a traced export (engine.onnx_export) keeps the batch size dynamic
+        tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
         for blk, rate in zip(self.blocks, self.cfg.block_keep_rates()):
             tokens = run_block(blk, tokens, self.cfg.heads, rate)
         return self.norm(tokens)

@@ -1,0 +1,187 @@
+"""Export a checkpoint's stage-1 encoder to one ONNX file, for the ONNX Runtime search path
+(`engine.onnx_embedder`), which needs neither PyTorch nor timm.
+
+    python -m engine.onnx_export [--checkpoint C.safetensors] [--out C.onnx]
+
+The graph maps a normalised (B, 3, S, S) float32 batch (any B) to the stage-1 vectors exactly as
+`engine.embedder.Embedder` computes them for images: the CLS vector, unit length, and under the
+card's `stage1_fusion` the pretrained descriptor beside it, [sqrt(w) * CLS, sqrt(1 - w) * descriptor],
+each part unit length. Sketch views are averaged outside the graph (per part), as the PyTorch path does.
+
+Weights are stored as float16 initializers, each turned back into float32 by a Cast node that ONNX
+Runtime folds when it loads the file: the file is about half the size, the arithmetic stays float32.
+The file's metadata holds the source checkpoint's weights sha256 and the card entries the ONNX path
+needs, so a file can be checked against the card it is paired with. Building needs torch, timm and
+`onnx`; the output depends only on the checkpoint and the versions of those (no time stamps).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .embedder import Embedder, default_checkpoint
+from .model.checkpoints import CheckpointError
+from .onnx_embedder import FORMAT, INPUT, OUTPUT
+
+OPSET = 17
+# Tensors with fewer elements stay float32. Measured on the default model: rounding every weight to
+# float16 moves stage-1 vectors by up to 1.2e-3, mostly through the small tensors (biases, the stem
+# and depthwise convolutions, folded BatchNorm); keeping the 3 % of weights in tensors below this
+# size in float32 brings that to 3.5e-4 for 0.5 MB more (16.0 MB instead of 31 MB in float32).
+MIN_HALF_ELEMENTS = 16384
+# The export checks itself against PyTorch on a few random inputs and refuses a worse file.
+MAX_ABS_DIFF = 1e-3
+
+
+class Stage1Graph(torch.nn.Module):
+    """The stage-1 vector of an Embedder's images, as one module (what gets traced)."""
+
+    def __init__(self, embedder: Embedder):
+        super().__init__()
+        self.model = embedder.model.to(memory_format=torch.contiguous_format)
+        self.descriptor = embedder.descriptor
+        if self.descriptor is not None:
+            self.descriptor = self.descriptor.to(memory_format=torch.contiguous_format)
+        w = float(embedder.fusion["model_weight"]) if embedder.fusion else 1.0
+        self.scales = (math.sqrt(w), math.sqrt(1.0 - w))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cls = F.normalize(self.model(images)[:, 0], dim=-1)
+        if self.descriptor is None:
+            return cls
+        glob = F.normalize(self.descriptor(images), dim=-1)
+        return torch.cat([cls * self.scales[0], glob * self.scales[1]], dim=1)
+
+
+def onnx_metadata(embedder: Embedder) -> dict[str, str]:
+    """What the ONNX embedder needs from the card, and what ties the file to its checkpoint."""
+    card = embedder.card
+    cfg = embedder.cfg
+    descriptor_dim = embedder.descriptor.num_features if embedder.descriptor is not None else 0
+    entries = {
+        "name": embedder.name,
+        "identity": embedder.identity,
+        "img_size": cfg.img_size,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "sketch_views": embedder.sketch_views,
+        "stage1_fusion": embedder.fusion,
+        "parts": [cfg.width] + ([descriptor_dim] if descriptor_dim else []),
+        "vector_dim": embedder.vector_dim,
+        "checkpoint": Path(card.get("path", "")).name,
+    }
+    return {"sketch_search.format": FORMAT, "sketch_search.weights_sha256": card["weights_sha256"],
+            "sketch_search.card": json.dumps(entries, sort_keys=True)}
+
+
+def halve_initializers(model) -> tuple[int, int]:
+    """Store float32 initializers as float16 + a Cast back to float32, in place.
+    Returns (tensors halved, tensors kept in float32)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    casts, kept = [], 0
+    for init in model.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(init)
+        half = value.astype(np.float16)
+        if value.size < MIN_HALF_ELEMENTS or not np.isfinite(half).all():
+            kept += 1
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}__f16"))
+        casts.append(helper.make_node("Cast", [f"{name}__f16"], [name], name=f"{name}__to_f32",
+                                      to=onnx.TensorProto.FLOAT))
+    nodes = casts + list(model.graph.node)  # casts first: the graph stays topologically sorted
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return len(casts), kept
+
+
+def _trace_to_onnx(module: torch.nn.Module, size: int, path: Path) -> None:
+    dummy = torch.zeros(2, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                          do_constant_folding=True)
+
+
+def largest_difference(embedder: Embedder, onnx_path: Path, batch: int = 3, seed: int = 0) -> float:
+    """Max abs difference of the ONNX file's stage-1 vectors from PyTorch's on random inputs."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    size = embedder.cfg.img_size
+    images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    expected = embedder.embed_images(images).cls
+    mean = np.asarray(embedder.cfg.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(embedder.cfg.std, np.float32).reshape(1, 3, 1, 1)
+    x = (images.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, np.float32)})[0]
+    return float(np.abs(got - expected).max())
+
+
+def export_onnx(checkpoint: str | Path | None = None, out: str | Path | None = None, verify: bool = True) -> Path:
+    """Write the ONNX file of a checkpoint (None = the shipped default model); returns its path.
+    Default output: beside the checkpoint, with the suffix .onnx."""
+    import onnx
+
+    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+    out = Path(out) if out else checkpoint.with_suffix(".onnx")
+    torch.manual_seed(0)
+    embedder = Embedder.from_checkpoint(checkpoint, device="cpu")
+    if not embedder.card.get("weights_sha256"):
+        raise CheckpointError(checkpoint, "only checkpoints with a model card (.safetensors + .json) can be "
+                                          "exported to ONNX; official checkpoints run on the PyTorch engine")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        _trace_to_onnx(Stage1Graph(embedder).eval(), embedder.cfg.img_size, tmp)
+        model = onnx.load(str(tmp))
+        halve_initializers(model)
+        for key, value in onnx_metadata(embedder).items():
+            model.metadata_props.add(key=key, value=value)
+        model.producer_name, model.producer_version = "sketch-search", FORMAT
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        if verify:
+            diff = largest_difference(embedder, tmp)
+            if not diff <= MAX_ABS_DIFF:
+                raise RuntimeError(f"the exported graph differs from PyTorch by {diff:.2e} (more than {MAX_ABS_DIFF})")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.onnx_export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", help="model (.safetensors with its .json card); default: the shipped model")
+    parser.add_argument("--out", help="ONNX file to write; default: beside the checkpoint, suffix .onnx")
+    parser.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        out = export_onnx(args.checkpoint, args.out, verify=not args.no_verify)
+    except CheckpointError as exc:
+        print(f"onnx_export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
