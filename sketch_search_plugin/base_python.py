@@ -33,7 +33,9 @@ PROBE_TIMEOUT_S = 60  # a first start on Windows (virus scan) can be slow
 # Variables that would make a child Python read QGIS's (or the user's) packages or settings.
 PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONEXECUTABLE",
                     "PYTHONSAFEPATH", "__PYVENV_LAUNCHER__", "VIRTUAL_ENV", "CONDA_PREFIX",
-                    "PIP_TARGET", "PIP_PREFIX", "PIP_USER", "PIP_ROOT", "PIP_REQUIRE_VIRTUALENV")
+                    "PIP_TARGET", "PIP_PREFIX", "PIP_USER", "PIP_ROOT", "PIP_REQUIRE_VIRTUALENV",
+                    # QGIS's GDAL/PROJ data would mislead the GDAL and PROJ inside rasterio's and fiona's wheels
+                    "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB", "PROJ_DATA")
 
 
 def supported_versions() -> list[tuple[int, int]]:

@@ -165,6 +165,15 @@ def environment_state(env_dir: Path | None = None) -> EnvState:
                     f"The engine's environment ({flavour}, Python {marker.get('python_version', '?')}) is ready.")
 
 
+def installed_python(env_dir: Path | None = None) -> Path | None:
+    """The Python of the installed environment when it is usable; None if none (or outside QGIS)."""
+    try:
+        state = environment_state(env_dir)
+    except RuntimeError:  # the QGIS profile folder is not known
+        return None
+    return state.python if state.usable else None
+
+
 @dataclass
 class EnginePython:
     path: str
@@ -180,9 +189,9 @@ def engine_python(environ: Mapping[str, str] | None = None, env_dir: Path | None
     own = setting(SETTING_PYTHON)
     if own:
         return EnginePython(own, f"the setting {SETTING_PYTHON}")
-    state = environment_state(env_dir)
-    if state.usable:
-        return EnginePython(str(state.python), f"the installed environment ({state.flavour}) in {state.env_dir}")
+    python = installed_python(env_dir)
+    if python is not None:
+        return EnginePython(str(python), f"the environment made by the installer ({python})")
     return None
 
 
@@ -480,6 +489,11 @@ def _move_into_place(staging: Path, final: Path) -> None:
         _remove_tree(old)
 
 
+def install_log_path(env_dir: Path) -> Path:
+    """The last install's full output, kept beside the environment for when something went wrong."""
+    return env_dir.with_name(env_dir.name + "-install.log")
+
+
 def _remove_leftovers(env_dir: Path) -> None:
     """A crashed or killed earlier install leaves its staging folder or a renamed old environment."""
     for path in [env_dir.with_name(env_dir.name + ".partial"), *env_dir.parent.glob(env_dir.name + ".old-*")]:
@@ -504,7 +518,13 @@ def install_environment(env_dir: Path | None = None, flavour: str = "onnx", *,
     env_dir = Path(env_dir) if env_dir else default_env_dir()
     lock = lock_path(flavour)
     started = time.monotonic()
-    with InstallLock(env_dir):
+    with InstallLock(env_dir), open(install_log_path(env_dir), "w", encoding="utf-8") as log_file:
+        def log_both(text: str, to_caller=log) -> None:
+            log_file.write(text + "\n")
+            log_file.flush()
+            to_caller(text)
+
+        log = log_both
         job = _Install(env_dir, flavour, log, step, progress, is_cancelled)
         try:
             _remove_leftovers(env_dir)
@@ -538,7 +558,8 @@ def install_environment(env_dir: Path | None = None, flavour: str = "onnx", *,
             if job.is_cancelled():
                 raise InstallCancelled("Install cancelled.")
             _move_into_place(job.staging, env_dir)
-        except BaseException:
+        except BaseException as exc:
+            log(f"Stopped: {exc}" if str(exc) else f"Stopped: {type(exc).__name__}")
             _remove_tree(job.staging)
             raise
         python_path = env_python(env_dir)
@@ -548,8 +569,9 @@ def install_environment(env_dir: Path | None = None, flavour: str = "onnx", *,
             try:
                 engine = check(str(python_path), log)
             except Exception as exc:
-                raise InstallFailed(f"The packages are installed in {env_dir}, but the engine check failed: "
-                                    f"{exc}") from None
-    seconds = time.monotonic() - started
-    log(f"Done in {seconds:.0f} s: {env_dir} ({flavour}); engine: {engine}")
+                message = f"The packages are installed in {env_dir}, but the engine check failed: {exc}"
+                log(message)
+                raise InstallFailed(message) from None
+        seconds = time.monotonic() - started
+        log(f"Done in {seconds:.0f} s: {env_dir} ({flavour}); engine: {engine}")
     return InstallResult(env_dir, python_path, flavour, base_python, seconds, engine)
