@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -57,7 +58,7 @@ def torch_load_weights_only(path: Path | str) -> Any:
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise CheckpointError(path, f"refused: it holds more than plain weights and would run code on load ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(path, f"not a readable PyTorch checkpoint, truncated or corrupt ({first})") from None
 
