@@ -15,25 +15,22 @@ from .errors import UserError
 log = logging.getLogger("engine.worker")
 
 
-def default_model_path() -> Path | None:
-    """The shipped model for this runtime (its path even where it is missing), or None."""
-    from engine import runtime
+def default_model_path() -> Path:
+    """The shipped model (its path even where it is not installed)."""
+    from engine.runtime import default_model_path as shipped
 
-    finder = getattr(runtime, "default_model_path", None)
-    if finder is not None:
-        path = finder()
-        return Path(path) if path else None
-    if runtime.runtime_name() == "torch":
-        from engine.embedder import default_checkpoint  # imports torch: only where torch runs
+    return Path(shipped())
 
-        return default_checkpoint()
-    return None
+
+def model_files(path: Path) -> tuple[Path, ...]:
+    """A checkpoint's files: weights, model card, and the ONNX export the onnx runtime reads."""
+    return (path, path.with_suffix(".json"), path.with_suffix(".onnx"))
 
 
 def _stamp(path: Path) -> tuple:
-    """Modification times of the checkpoint and its model card, where they exist."""
+    """Modification times of the checkpoint's files, where they exist."""
     stamps = []
-    for p in (path, path.with_suffix(".json")):
+    for p in model_files(path):
         try:
             stamps.append(os.stat(p).st_mtime_ns)
         except OSError:
@@ -55,14 +52,14 @@ class ModelCache:
             raise UserError(f"device must be a name such as 'auto' or 'cpu', got {device!r}")
         device = device or "auto"
         path = Path(checkpoint).expanduser() if checkpoint else default_model_path()
-        resolved = path.resolve() if path is not None else None
-        key = (str(resolved), _stamp(resolved) if resolved else None, device)
+        resolved = path.resolve()
+        key = (str(resolved), _stamp(resolved), device)
         if key != self._key:
             from engine.runtime import load_embedder
 
             self._key = self._embedder = None  # free the old model before loading the next
             t0 = time.perf_counter()
-            log.info("loading model %s on %s", path if path else "(default)", device)
+            log.info("loading model %s on %s", path, device)
             # None stays None so the runtime gives its own message when the default model is missing.
             self._embedder = load_embedder(str(path) if checkpoint else None, device)
             self._key = key

@@ -10,7 +10,7 @@ from typing import Callable
 import engine
 
 from . import PROTOCOL, messages
-from .models import ModelCache, default_model_path, self_check
+from .models import ModelCache, default_model_path, model_files, self_check
 
 
 @dataclass
@@ -24,9 +24,10 @@ def hello(params: dict, ctx: Context) -> dict:
     from engine import runtime
 
     default = default_model_path()
+    installed = any(p.is_file() for p in model_files(default) if p.suffix != ".json")
     return {"protocol": PROTOCOL, "engine": engine.__version__, "python": platform.python_version(),
             "runtime": runtime.runtime_name(), "devices": runtime.available_devices(),
-            "default_model": str(default) if default is not None and default.exists() else None}
+            "default_model": str(default) if installed else None}
 
 
 def load(params: dict, ctx: Context) -> dict:
