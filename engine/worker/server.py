@@ -66,16 +66,18 @@ def parse_request(line: bytes) -> Request:
 def read_lines(fd: int):
     """Lines of a file descriptor, without the newline, until end of input. Plain os.read: a thread
     blocked in a buffered reader's lock can abort interpreter shutdown."""
-    pending = b""
+    pending = bytearray()  # grows in place: a long line (a large sketch) arrives in many chunks
     while True:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             break
         pending += chunk
-        *lines, pending = pending.split(b"\n")
-        yield from lines
+        if b"\n" in chunk:
+            *lines, rest = bytes(pending).split(b"\n")
+            pending = bytearray(rest)
+            yield from lines
     if pending.strip():
-        yield pending
+        yield bytes(pending)
 
 
 class Server:
