@@ -28,6 +28,7 @@ from .progress import ThrottledProgress
 log = logging.getLogger("engine.worker")
 
 _STOP = object()  # queued after shutdown / end of input
+CONTROL_OPS = ("cancel", "shutdown")  # acted on when read, never queued
 
 
 class ProtocolError(Exception):
@@ -53,12 +54,13 @@ def parse_request(line: bytes) -> Request:
         raise ProtocolError(f"malformed request (not JSON): {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("malformed request: not a JSON object")
-    request_id = message.get("id")
-    if not isinstance(request_id, int) or isinstance(request_id, bool):
+    request_id, op = message.get("id"), message.get("op")
+    has_id = isinstance(request_id, int) and not isinstance(request_id, bool)
+    # cancel and shutdown get no reply of their own, so they need no id
+    if not has_id and op not in CONTROL_OPS:
         raise ProtocolError("malformed request: no integer \"id\"")
-    op = message.get("op")
     if not isinstance(op, str):
-        raise ProtocolError("malformed request: no \"op\"", request_id)
+        raise ProtocolError("malformed request: no \"op\"", request_id if has_id else None)
     params = {k: v for k, v in message.items() if k not in ("id", "op")}
     return Request(request_id, op, params)
 

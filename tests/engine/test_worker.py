@@ -376,8 +376,8 @@ def test_stdout_carries_only_json_when_c_code_prints(start_worker, tmp_path, rgb
 
 def test_shutdown_and_end_of_input_exit_with_status_0(start_worker):
     worker = start_worker()
-    worker.send_line('{"id": 1, "op": "shutdown"}')
-    assert worker.proc.wait(timeout=20) == 0 and worker.next(timeout=5) is None  # no reply of its own
+    worker.send_line('{"op": "shutdown"}')  # no id needed: it gets no reply of its own
+    assert worker.proc.wait(timeout=20) == 0 and worker.next(timeout=5) is None
     worker = start_worker()
     request = worker.send("hello")
     worker.proc.stdin.close()  # end of input: the queued request is still answered, then it exits
