@@ -79,3 +79,80 @@ def test_faint_pencil_strokes_are_cropped_as_a_whole():
     ink_faint, ink_dark = (faint.mean(0) < 0.6).numpy(), (dark.mean(0) < 0).numpy()
     assert ink_faint.any()
     assert (ink_faint == ink_dark).mean() > 0.97  # same framing as the same drawing in black
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _blank_bilevel_png(path, side: int) -> None:
+    """A valid 1-bit PNG of side x side px, all white, written directly (fast at any size)."""
+    import struct
+    import zlib
+
+    row = b"\x00" + b"\xff" * ((side + 7) // 8)  # filter byte + one bit per pixel
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body)
+                     + _png_chunk(b"IEND", b""))
+
+
+def _correlation(a, b) -> float:
+    a, b = np.asarray(a) - np.mean(a), np.asarray(b) - np.mean(b)
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_huge_sketch_file_is_read_shrunk_without_warnings(tmp_path):
+    """A 14000 x 14000 px sketch (196 Mpx: PIL alone warns above 89 Mpx and refuses above 179 Mpx)."""
+    import warnings
+
+    from engine.preprocess import WORK_SIDE, prepare_sketch
+
+    im = Image.new("L", (14000, 14000), 255)
+    draw = ImageDraw.Draw(im)
+    draw.line([(2000, 7000), (12000, 7000)], fill=0, width=120)
+    draw.ellipse([(5000, 3000), (9000, 11000)], outline=0, width=120)
+    im.save(tmp_path / "huge.png", compress_level=1)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arr = load_array(tmp_path / "huge.png")
+        big = prepare_sketch(tmp_path / "huge.png", 160)
+    assert not caught, [str(w.message) for w in caught]
+    assert Image.MAX_IMAGE_PIXELS == pil_limit  # raised for our own open only
+    assert max(arr.shape[:2]) <= WORK_SIDE and arr.shape[2] == 3
+    small = prepare_sketch(np.asarray(im.resize((1400, 1400), Image.BILINEAR)), 160)
+    assert _correlation(big, small) > 0.85  # the same drawing at the model's size (unrelated ones: about 0)
+
+
+def test_too_large_sketch_file_is_refused_in_one_line(tmp_path):
+    from engine.preprocess import ImageTooLargeError, SketchError
+
+    _blank_bilevel_png(tmp_path / "vast.png", 20000)  # 400 Mpx, more than MAX_FILE_PIXELS
+    with pytest.raises(ImageTooLargeError) as info:
+        load_array(tmp_path / "vast.png")
+    message = str(info.value)
+    assert "\n" not in message and "20000 x 20000 px (400 Mpx)" in message and "scale it down" in message
+    assert isinstance(info.value, SketchError) and isinstance(info.value, ValueError)  # a user error for the CLI
+
+
+def test_sketch_file_bytes_and_jpeg_draft(tmp_path):
+    """Bytes of a file work like the file (the worker receives the plugin's canvas as PNG bytes);
+    a large JPEG is decoded at a reduced size."""
+    import io
+
+    im = Image.new("RGB", (5000, 3000), "white")
+    draw = ImageDraw.Draw(im)
+    draw.line([(800, 600), (4200, 2500)], fill="black", width=60)
+    draw.ellipse([(1500, 700), (3000, 2000)], outline="black", width=40)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    assert np.array_equal(load_array(buf.getvalue()), load_array(im.reduce(2)))
+    im.save(tmp_path / "big.jpg", quality=90)
+    arr = load_array(tmp_path / "big.jpg")
+    assert arr.shape == (1500, 2500, 3)  # JPEG draft at 1/2: DCT scaling, no full decode
+    assert _correlation(preprocess_sketch(tmp_path / "big.jpg").numpy(), preprocess_sketch(im).numpy()) > 0.9
