@@ -3,10 +3,12 @@
 #
 # Layout of the zip (one top-level folder, as QGIS and plugins.qgis.org expect):
 #   sketch_search_plugin/            the plugin's own code, icons, styles, LICENSE
-#   sketch_search_plugin/metadata.txt, requirements.txt   copied from the repository root
+#   sketch_search_plugin/metadata.txt                     copied from the repository root
 #   sketch_search_plugin/resources_rc.py                  compiled here from resources.qrc (pyrcc5)
-#   sketch_search_plugin/vendor/engine/                    the engine; deps.activate() puts vendor/ on sys.path
-#   .../vendor/engine/models/default.*                     the default model, if present and small enough
+#   sketch_search_plugin/vendor/engine/                    the engine, run by the worker process
+#                                                          (PYTHONPATH=vendor), never imported by QGIS
+#   .../vendor/engine/models/default.*                     the default model, if present and small enough,
+#                                                          and its ONNX export for the small CPU engine
 # Only files git tracks or would track are taken, so caches and build artefacts never get in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ copy_tree() {  # copy_tree SRC_DIR DEST_DIR
 }
 copy_tree "$PLUGIN" "$OUT"
 copy_tree engine "$OUT/vendor/engine"
-cp metadata.txt requirements.txt "$OUT/"
+cp metadata.txt "$OUT/"
 pyrcc5 -o "$OUT/resources_rc.py" resources.qrc
 
 # The default model: shipped when it exists and the zip stays under the limit.
@@ -45,6 +47,9 @@ if [ -f "$model" ]; then
         cp "$model" "$OUT/vendor/engine/models/"
         [ -f engine/models/default.json ] && cp engine/models/default.json "$OUT/vendor/engine/models/"
         echo "package: default model included (${size_mb} MB)"
+        # The same model for ONNX Runtime: the engine environment for CPUs runs without PyTorch.
+        "$PY" -m engine.onnx_export --checkpoint "$model" --out "$OUT/vendor/engine/models/default.onnx"
+        echo "package: ONNX export included ($(( $(stat -c %s "$OUT/vendor/engine/models/default.onnx") / 1048576 )) MB)"
     else
         echo "package: WARNING default model is ${size_mb} MB, too large for a ${ZIP_LIMIT_MB} MB zip: not included" >&2
     fi
@@ -74,8 +79,9 @@ with zipfile.ZipFile(zip_path) as z:
     tops = {n.split("/")[0] for n in names}
     if tops != {plugin}:
         errors.append(f"the zip must hold exactly one folder {plugin}/, found {sorted(tops)}")
-    required = ["__init__.py", "plugin.py", "metadata.txt", "LICENSE", "resources_rc.py", "requirements.txt",
-                "styles/sketch_matches.qml", "vendor/engine/__init__.py", "vendor/engine/search.py"]
+    required = ["__init__.py", "plugin.py", "metadata.txt", "LICENSE", "resources_rc.py", "worker_client.py",
+                "styles/sketch_matches.qml", "vendor/engine/__init__.py", "vendor/engine/search.py",
+                "vendor/engine/worker/__main__.py"]
     for r in required:
         if f"{plugin}/{r}" not in names:
             errors.append(f"missing {plugin}/{r}")
@@ -84,7 +90,7 @@ with zipfile.ZipFile(zip_path) as z:
     for n in names:
         if "__pycache__" in n or "/.git" in n or n.endswith(binary_suffixes):
             errors.append(f"build artefact or compiled file in the zip: {n}")
-        elif not n.endswith((".safetensors", ".png")) and z.read(n)[:4].startswith(magics):
+        elif not n.endswith((".safetensors", ".onnx", ".png")) and z.read(n)[:4].startswith(magics):
             errors.append(f"compiled binary in the zip: {n}")
     meta = configparser.ConfigParser(interpolation=None)
     meta.read_string(z.read(f"{plugin}/metadata.txt").decode("utf-8"))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a fresh Debian machine, idempotently:
-#   1. QGIS and its Python bindings from Debian (system Python /usr/bin/python3);
+#   1. QGIS (the desktop application, qgis_process and the Python bindings) from Debian (system
+#      Python /usr/bin/python3), Xvfb for the real-application tests;
 #   2. a virtual environment .venv made from that Python with --system-site-packages,
 #      so it sees QGIS and PyQt5 and takes our pinned packages;
 #   3. the pinned Python dependencies and the engine itself (editable).
@@ -13,7 +14,9 @@ STAMP="$VENV/.requirements.sha256"
 need_apt=()
 /usr/bin/python3 -c "import qgis.core" 2>/dev/null || need_apt+=(python3-qgis qgis-providers)
 /usr/bin/python3 -c "import ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+command -v qgis >/dev/null || need_apt+=(qgis)  # the desktop application: real-application tests
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
+command -v xauth >/dev/null || need_apt+=(xauth)  # xvfb-run needs it
 command -v pyrcc5 >/dev/null || need_apt+=(pyqt5-dev-tools)  # compiles the plugin's resources.qrc
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing from Debian: ${need_apt[*]}"

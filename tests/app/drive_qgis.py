@@ -1,0 +1,135 @@
+"""Drives a real QGIS desktop session as a user would; run by `qgis --code drive_qgis.py`.
+
+Reads its task from the environment (SKETCH_SEARCH_APP_*), installs the plugin from the packaged
+zip with QGIS's own plugin installer, opens the dock from the Raster menu, loads a sketch, searches
+a GeoTIFF, waits for the ranked layer, exports it as a Shapefile through the dock's button, takes
+screenshots, checks that no engine library entered QGIS's process, writes a JSON report and quits.
+Every step is recorded, so a failure says where it happened.
+"""
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import QCoreApplication, QTimer
+from qgis.PyQt.QtWidgets import QDockWidget, QFileDialog
+from qgis.utils import iface
+
+ENV = os.environ
+REPORT = Path(ENV["SKETCH_SEARCH_APP_REPORT"])
+SHOTS = Path(ENV.get("SKETCH_SEARCH_APP_SHOTS", REPORT.parent))
+HEAVY = ("torch", "timm", "triton", "shapely", "rasterio", "fiona", "engine", "onnxruntime")
+report = {"steps": [], "ok": False}
+
+
+def step(name, **facts):
+    report["steps"].append({"step": name, "t": round(time.monotonic() - T0, 2), **facts})
+    REPORT.write_text(json.dumps(report, indent=1))  # written as we go: a crash still leaves the steps
+
+
+def wait_for(predicate, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        QCoreApplication.processEvents()
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def shoot(name):
+    QCoreApplication.processEvents()
+    path = SHOTS / f"{name}.png"
+    iface.mainWindow().grab().save(str(path))
+    return str(path)
+
+
+def run():
+    window = iface.mainWindow()
+    step("qgis up", version=QgsApplication.instance().applicationVersion() if hasattr(
+        QgsApplication.instance(), "applicationVersion") else "", size=[window.width(), window.height()])
+
+    # 1. Install from ZIP, as Plugins → Manage and Install Plugins → Install from ZIP does.
+    import pyplugin_installer
+    import qgis.utils
+
+    pyplugin_installer.instance().installFromZipFile(ENV["SKETCH_SEARCH_APP_ZIP"])
+    wait_for(lambda: "sketch_search_plugin" in qgis.utils.plugins, 60, "the plugin to start")
+    step("plugin installed from zip", path=qgis.utils.home_plugin_path)
+
+    # 2. Raster menu → Sketch Search opens the dock.
+    actions = [a for a in iface.rasterMenu().actions() if a.text() == "Sketch Search"]
+    step("raster menu", entries=[a.text() for a in iface.rasterMenu().actions()])
+    assert len(actions) == 1, "no single 'Sketch Search' entry in the Raster menu"
+    actions[0].trigger()
+    dock = window.findChild(QDockWidget, "SketchSearchDock")
+    wait_for(lambda: dock is not None and dock.isVisible(), 10, "the dock")
+
+    # 3. The engine starts in its worker (the dock asks it for devices).
+    wait_for(lambda: dock.engine_info or dock.engine_banner.isVisible() and dock.info_task is None, 240,
+             "the search engine to start")
+    step("engine", info=dock.engine_info, banner=dock.engine_label.text() if dock.engine_banner.isVisible() else "")
+    assert dock.engine_info, f"the engine did not start: {dock.engine_label.text()}"
+
+    # 4. Imagery on the map, zoomed to it; the sketch loaded from a file.
+    layer = iface.addRasterLayer(ENV["SKETCH_SEARCH_APP_RASTER"], "imagery")
+    assert layer is not None and layer.isValid(), "the raster did not load"
+    iface.mapCanvas().setDestinationCrs(layer.crs())
+    iface.mapCanvas().setExtent(layer.extent())
+    iface.mapCanvas().refreshAllLayers()
+    dock.canvas.load_image(ENV["SKETCH_SEARCH_APP_SKETCH"])
+    dock.sketch_label = Path(ENV["SKETCH_SEARCH_APP_SKETCH"]).stem
+    dock.confirm = lambda text: True  # a large-search question would be answered yes
+    step("inputs ready", layers=[l.name() for l in QgsProject.instance().mapLayers().values()])
+    shoot("app_dock_before")
+
+    # 5. Search, and wait for the ranked layer.
+    before = set(QgsProject.instance().mapLayers())
+    dock.search_button.click()
+    step("search started", status=dock.status.text(), running=dock.task is not None)
+    wait_for(lambda: dock.task is None, 600, "the search to finish")  # preparing, then searching
+    task = dock.search_task
+    new = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
+    results = [l for l in new if isinstance(l, QgsVectorLayer)]
+    step("searched", status=dock.status.text(), error=getattr(task, "error", None),
+         layers=[l.name() for l in results], progress=dock.progress.text(),
+         ranks=[f["rank"] for f in results[0].getFeatures()] if results else [],
+         scores=[round(f["score"], 4) for f in results[0].getFeatures()] if results else [],
+         thumbnails=sum(1 for i in range(dock.results.count()) if not dock.results.item(i).icon().isNull()))
+    assert len(results) == 1, f"no result layer: {dock.status.text()}"
+
+    # 6. Click the best match: zoom and flash; screenshots of the dock and the map.
+    dock.results.itemClicked.emit(dock.results.item(0))
+    iface.mapCanvas().waitWhileRendering()
+    report["screenshots"] = [shoot("app_search_done")]
+
+    # 7. Export through the dock's button (the file dialog answered as a user would).
+    out = Path(ENV["SKETCH_SEARCH_APP_OUT"])
+    QFileDialog.getSaveFileName = staticmethod(lambda *a, **k: (str(out), "ESRI Shapefile (*.shp)"))
+    dock.export_button.click()
+    step("exported", exists=out.is_file(), siblings=sorted(p.name for p in out.parent.glob(out.stem + ".*")))
+
+    # 8. Nothing of the engine inside QGIS's process.
+    report["heavy_modules"] = sorted(m for m in HEAVY if m in sys.modules)
+    report["ok"] = True
+    step("done")
+
+
+def main():
+    try:
+        run()
+    except Exception:
+        report["error"] = traceback.format_exc()
+        step("failed")
+    finally:
+        # Our result layers are scratch layers: QGIS would ask whether to lose them. Close the project first.
+        QgsProject.instance().clear()
+        QgsProject.instance().setDirty(False)
+        QTimer.singleShot(500, iface.actionExit().trigger)
+
+
+T0 = time.monotonic()
+QTimer.singleShot(1000, main)
