@@ -379,9 +379,9 @@ def test_shutdown_and_end_of_input_exit_with_status_0(start_worker):
     worker.send_line('{"op": "shutdown"}')  # no id needed: it gets no reply of its own
     assert worker.proc.wait(timeout=20) == 0 and worker.next(timeout=5) is None
     worker = start_worker()
-    request = worker.send("hello")
+    request = worker.send("search", sources="not a list")  # answered without loading a model
     worker.proc.stdin.close()  # end of input: the queued request is still answered, then it exits
-    assert worker.reply(request)[1]["type"] == "result"
+    assert worker.reply(request)[1]["kind"] == "user"
     assert worker.proc.wait(timeout=20) == 0
 
 
