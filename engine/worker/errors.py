@@ -12,7 +12,7 @@ import traceback
 _USER_CLASSES = {
     "engine.search": ("SearchError",),
     "engine.model.checkpoints": ("CheckpointError",),
-    "engine.preprocess": ("EmptySketchError",),
+    "engine.preprocess": ("SketchError",),  # EmptySketchError, ImageTooLargeError
     "engine.index.store": ("TileIndexError",),
     "engine.raster.rasterio_source": ("RasterError",),
     "engine.tiling": ("TilingError",),

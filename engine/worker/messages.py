@@ -22,22 +22,28 @@ THUMBNAIL_MARGIN = 0.1     # share of the tile added on each side, so the object
 MAX_THUMBNAIL_PX = 1024
 
 
-def sketch(raw) -> Image.Image | str:
-    """{"png_base64": ...} -> a PIL image; {"path": ...} -> the path (the engine reads it)."""
+def sketch(raw) -> np.ndarray:
+    """{"png_base64": ...} or {"path": ...} -> the sketch's pixels, read now (by the engine's own
+    reader, with its size limits) so that a bad sketch fails before any model loads."""
+    from engine.preprocess import SketchError, load_array
+
     if not isinstance(raw, dict) or len(raw.keys() & {"png_base64", "path"}) != 1:
         raise UserError('sketch must be {"png_base64": ...} or {"path": ...}')
     if "path" in raw:
         path = raw["path"]
         if not isinstance(path, str) or not Path(path).is_file():
             raise UserError(f"sketch file not found: {path}")
-        return path
+        return load_array(path)
     try:
         data = base64.b64decode(raw["png_base64"], validate=True)
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (TypeError, ValueError, binascii.Error, OSError, Image.DecompressionBombError) as exc:
-        raise UserError(f"the sketch is not a readable image: {exc}") from None
-    return image
+    except (TypeError, ValueError, binascii.Error) as exc:
+        raise UserError(f"the sketch is not base64 data: {exc}") from None
+    try:
+        return load_array(data)
+    except SketchError:  # the engine's own one-line message (e.g. too many pixels)
+        raise
+    except ValueError:
+        raise UserError("the sketch is not a readable image (PNG data expected)") from None
 
 
 def sources(raw) -> list[RasterioSource]:

@@ -304,15 +304,21 @@ def test_cancel_stops_a_running_search_and_the_worker_serves_on(worker, tmp_path
     assert worker.call("hello")["protocol"] == 1
 
 
-@pytest.mark.parametrize("case", ["missing raster", "empty sketch", "bad option", "bad extent", "bad checkpoint"])
+@pytest.mark.parametrize("case", ["missing raster", "empty sketch", "not an image", "missing sketch file", "bad option",
+                                  "bad extent", "bad checkpoint"])
 def test_user_errors_are_one_line(worker, tmp_path, rgb_tif, sketch_json, tiny_checkpoint, case):
     params = search_params(tiny_checkpoint, sketch_json, [source_json(rgb_tif)], {"index_dir": str(tmp_path / "i")})
-    expected = {"missing raster": "raster not found", "empty sketch": "", "bad option": "topk",
-                "bad extent": "extent", "bad checkpoint": "nothing.safetensors"}[case]
+    expected = {"missing raster": "raster not found", "empty sketch": "", "not an image": "not a readable image",
+                "missing sketch file": "sketch file not found", "bad option": "topk", "bad extent": "extent",
+                "bad checkpoint": "nothing.safetensors"}[case]
     if case == "missing raster":
         params["sources"] = [source_json(tmp_path / "nowhere.tif")]
     elif case == "empty sketch":
         params["sketch"] = {"png_base64": png_base64(np.full((64, 64, 3), 255, np.uint8))}
+    elif case == "not an image":
+        params["sketch"] = {"png_base64": base64.b64encode(b"GIF? no").decode()}
+    elif case == "missing sketch file":
+        params["sketch"] = {"path": str(tmp_path / "plane.png")}
     elif case == "bad option":
         params["options"]["topk"] = 3
     elif case == "bad extent":
@@ -413,15 +419,17 @@ def test_sigkill_mid_search_leaves_the_index_usable(start_worker, tmp_path, big_
     assert len(result["matches"]) == 20
 
 
-def test_extent_and_options_reach_the_engine(worker, tmp_path, rgb_tif, emb, bar_sketch, sketch_json, tiny_checkpoint):
-    """An extent in another CRS and non-default options give the in-process result."""
+def test_extent_and_options_reach_the_engine(worker, tmp_path, rgb_tif, emb, bar_sketch, tiny_checkpoint):
+    """An extent in another CRS, non-default options and a sketch file give the in-process result."""
     from engine.tiling import reproject
 
     wkt = reproject(np.array([shapely.box(500000, 4000000 - 100, 500100, 4000000)]), "EPSG:32611", "EPSG:4326")[0].wkt
     options = {"top_k": 4, "tile_sizes_m": [60], "overlap": 0.25, "stage2": True, "candidates": 40,
                "output_crs": "EPSG:4326", "use_index": False}
-    result = worker.call("search", **search_params(tiny_checkpoint, sketch_json, [source_json(rgb_tif)], options,
-                                                   extent={"wkt": wkt, "crs": "EPSG:4326"}))
+    sketch_file = tmp_path / "bar.png"
+    Image.fromarray(np.array(bar_sketch)).save(sketch_file)
+    result = worker.call("search", **search_params(tiny_checkpoint, {"path": str(sketch_file)}, [source_json(rgb_tif)],
+                                                   options, extent={"wkt": wkt, "crs": "EPSG:4326"}))
     expected = run_search(emb, bar_sketch, [RasterioSource(rgb_tif)], Extent(shapely.wkt.loads(wkt), "EPSG:4326"),
                           SearchOptions(top_k=4, tile_sizes_m=(60.0,), overlap=0.25, stage2=True, candidates=40,
                                         output_crs="EPSG:4326", use_index=False))
