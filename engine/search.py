@@ -25,8 +25,10 @@ SearchError subclasses with a one-line message.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -142,17 +144,37 @@ def search(embedder, sketch, sources: Sequence, extent: Extent | None = None,
     return run_search(embedder, sketch, sources, extent, options, progress, is_cancelled).matches
 
 
+def check_options(options: SearchOptions) -> None:
+    """Refuse options out of range (NaN included) in one line, before any work."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not options.tile_sizes_m:
+        raise SearchError("no tile size given")
+    for t in options.tile_sizes_m:
+        if not number(t) or t <= 0:
+            raise SearchError(f"tile size must be a positive number of metres, got {t}")
+    if not number(options.overlap) or not 0 <= options.overlap < 1:
+        raise SearchError(f"overlap must be at least 0 and below 1, got {options.overlap}")
+    if not number(options.min_valid) or not 0 <= options.min_valid <= 1:
+        raise SearchError(f"min-valid must be a share from 0 to 1, got {options.min_valid}")
+    for name in ("top_k", "candidates"):
+        if not isinstance(getattr(options, name), Integral) or getattr(options, name) < 1:
+            raise SearchError(f"{name.replace('_', '-')} must be a whole number of at least 1, got {getattr(options, name)}")
+    if not isinstance(options.max_tiles, Integral) or options.max_tiles < 0:
+        raise SearchError(f"max-tiles must be a whole number of at least 0, got {options.max_tiles}")
+
+
 def plan(embedder, sources: Sequence, extent: Extent | None, options: SearchOptions) -> tuple[list, list[str]]:
-    """Open the index entry of every (source, scale) and select the tiles the search covers.
-    Returns (layers, skipped scale descriptions)."""
-    from .index import IndexEntry, default_index_dir, entry_key
-    from .index.build import Layer
+    """Open the index entry of every (source, scale) read-only, check the rows the search covers
+    and select those tiles. Returns (layers, skipped scale descriptions)."""
+    from .index import default_index_dir, entry_key
+    from .index.build import Layer, open_entry
     from .tiling import TilingError, area_in_pixels, make_grid, parse_crs
 
     if not sources:
         raise SearchError("no raster to search")
-    if not options.tile_sizes_m:
-        raise SearchError("no tile size given")
+    check_options(options)
     try:
         if extent is not None:
             parse_crs(extent.crs)
@@ -183,7 +205,7 @@ def plan(embedder, sources: Sequence, extent: Extent | None, options: SearchOpti
                 "rows": grid.rows, "cols": grid.cols, "tile_px": [grid.tile_c, grid.tile_r],
                 "stride_px": [grid.stride_c, grid.stride_r], "transform": list(grid.transform)[:6]}}
             try:
-                entry = IndexEntry.open(root, key, grid.count, dim, info)
+                entry = open_entry(root, key, grid, dim, tiles, info)
             except OSError as exc:
                 raise SearchError(f"cannot use the tile index folder {root}: {exc.strerror or exc} "
                                   f"(choose another with --index-dir or SKETCH_SEARCH_INDEX)") from None
@@ -227,12 +249,12 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
     """search() with counts of computed / cached / skipped tiles (for tests, logs and benchmarks)."""
     t0 = time.perf_counter()
     options = options or SearchOptions()
-    if options.top_k < 1:
-        raise SearchError(f"top-k must be at least 1, got {options.top_k}")
+    check_options(options)
     sk = embedder.embed_sketches([sketch], with_tokens=options.stage2)  # fails early on an empty sketch
     layers, _ = plan(embedder, sources, extent, options)
     computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "this search")
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
+    _something_to_search(layers, options, "nothing to search")
 
     hits = _stage1(sk.cls[0], layers, max(options.candidates, 10 * options.top_k))
     if hits and options.stage2:
@@ -240,7 +262,7 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
             raise SearchCancelled("cancelled before re-ranking (tiles kept in the index)")
         if progress:
             progress(1, 1, f"re-ranking {len(hits)} candidates")
-        hits = _stage2(embedder, sk.tokens[0], layers, hits, options.min_valid)
+        hits = _user_errors(_stage2, embedder, sk.tokens[0], layers, hits, options.min_valid)
     matches = _merge(hits, layers, options, sources)
     return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
 
@@ -255,9 +277,30 @@ def _compute(embedder, layers, options, progress, is_cancelled, what: str) -> tu
                            f"limit of {options.max_tiles}: narrow the extent, use fewer or larger tile sizes, "
                            f"or raise the limit (--max-tiles)")
     try:
-        return compute_layers(layers, embedder, options.min_valid, options.stage2, progress, is_cancelled)
+        return _user_errors(compute_layers, layers, embedder, options.min_valid, options.stage2, progress,
+                            is_cancelled)
     except Cancelled as exc:
         raise SearchCancelled(str(exc)) from None
+
+
+def _user_errors(fn, *args):
+    """fn(*args), with an unreadable raster or an unusable index as a one-line SearchError."""
+    from .index import TileIndexError
+    from .raster.rasterio_source import RasterError
+
+    try:
+        return fn(*args)
+    except (TileIndexError, RasterError) as exc:
+        raise SearchError(str(exc)) from None
+
+
+def _something_to_search(layers, options: SearchOptions, what: str) -> None:
+    """A search where every covered tile was skipped is an error that says why."""
+    from .index.build import nothing_to_search
+
+    why = nothing_to_search(layers, options.min_valid)
+    if why:
+        raise SearchError(f"{what}: {why}")
 
 
 def _stage1(query: np.ndarray, layers, n: int) -> list[tuple[float, int, int]]:
@@ -325,4 +368,5 @@ def build_index(embedder, sources: Sequence, extent: Extent | None = None, optio
     layers, _ = plan(embedder, sources, extent, options)
     computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building")
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
+    _something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)

@@ -124,9 +124,9 @@ class Grid:
 def make_grid(source, tile_m: float, overlap: float) -> Grid | None:
     """The grid of one scale over a source, or None when the raster is too coarse for that scale
     (fewer than MIN_TILE_PX pixels per tile)."""
-    if tile_m <= 0:
-        raise TilingError(f"tile size must be positive, got {tile_m} m")
-    if not 0.0 <= overlap < 1.0:
+    if not math.isfinite(tile_m) or tile_m <= 0:
+        raise TilingError(f"tile size must be a positive number of metres, got {tile_m}")
+    if not (math.isfinite(overlap) and 0.0 <= overlap < 1.0):
         raise TilingError(f"overlap must be at least 0 and below 1, got {overlap}")
     pc, pr = pixel_size_m(source.crs_wkt, source.transform, source.width, source.height)
     tile_c, tile_r = tile_m / pc, tile_m / pr

@@ -74,12 +74,15 @@ def run_info(args) -> int:
     print(f"index folder: {root} ({len(entries)} entries)")
     for e in entries:
         if e.get("broken"):
-            print(f"  {e['folder']}: unreadable (remove it with `sketch-search index clear --all`)")
+            print(f"  {e['folder']}: {e['problem']} (remove it with `sketch-search index clear --all`)")
             continue
         key = e["key"]
-        print(f"  {e['raster']} at {key['tile_m']:g} m, overlap {key['overlap']:g}: {e['embedded']} of "
+        print(f"  {e.get('raster', '?')} at {key['tile_m']:g} m, overlap {key['overlap']:g}: {e['embedded']} of "
               f"{e['tiles']} tiles embedded, {e['skipped']} skipped, {e['with_tokens']} with tokens, "
               f"{e['bytes'] / 2**20:.1f} MiB; model {key['model'][:12]}; {Path(e['folder']).name}")
+        for problem in e["problems"]:
+            print(f"    damaged: {problem}; the next search or `index build` of this raster computes "
+                  f"those tiles again (the counts above leave them out)")
     return 0
 
 

@@ -79,7 +79,7 @@ def _formatter():
 def open_inputs(args):
     """Rasters, extent and options from the arguments; bad input -> UserError before any work."""
     from ..raster.rasterio_source import RasterError, RasterioSource
-    from ..search import Extent, SearchError, SearchOptions
+    from ..search import Extent, SearchError, SearchOptions, check_options
     from . import UserError
 
     sources = []
@@ -103,6 +103,7 @@ def open_inputs(args):
         stage2=getattr(args, "stage2", DEFAULT_STAGE2), candidates=getattr(args, "candidates", 100),
         min_valid=args.min_valid, max_tiles=args.max_tiles, output_crs=getattr(args, "out_crs", None),
         index_dir=args.index_dir, use_index=not args.no_index)
+    check_options(options)  # before the model loads
     return sources, extent, options
 
 

@@ -1,21 +1,26 @@
 """Filling index entries: read the tiles not computed yet, embed them in batches, commit.
 
 Reading runs one batch ahead in a background thread (GDAL releases the GIL), so the model and
-the disk work at the same time. Commits happen every few seconds and at a cancel, so a killed
-run loses little and the next run computes only what is missing.
+the disk work at the same time. Commits happen every few seconds, at a cancel and before an error
+ends the run, so a killed run loses little and the next run computes only what is missing.
 """
 from __future__ import annotations
 
+import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .store import NOT_DONE, IndexEntry
+from .store import EMBEDDED, NOT_DONE, SKIPPED, SPACE_MARGIN, IndexEntry, TileIndexError, free_bytes
 
 COMMIT_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -34,13 +39,28 @@ class Layer:
     def todo(self) -> np.ndarray:
         return self.tiles[self.entry.state[self.tiles] == NOT_DONE]
 
+    @property
+    def label(self) -> str:
+        return f"{self.source.name} at {self.grid.tile_m:g} m"
+
+
+def open_entry(root: Path | None, key: dict, grid, dim: int, tiles: np.ndarray, info: dict) -> IndexEntry:
+    """The index entry of one grid, read-only, with the rows of `tiles` checked; damaged rows
+    count as not computed (a warning says which file)."""
+    entry = IndexEntry.open(root, key, grid.count, dim, info)
+    for problem in entry.verify(tiles):
+        log.warning("%s; its tiles are computed again", problem)
+    return entry
+
 
 def read_tiles(source, grid, tiles: np.ndarray, size: int, min_valid: float):
-    """Pixels of the tiles at size x size; returns (images (B, S, S, 3), kept tile ids, skipped ids)."""
+    """Pixels of the tiles at size x size; returns (images (B, S, S, 3), kept tile ids, skipped ids).
+    A tile with less valid area than min_valid, or none at all, is skipped."""
     images, kept, skipped = [], [], []
     for t in tiles:
         rgb, valid = source.read_rgb(grid.window(t), (size, size))
-        if valid.mean() < min_valid:
+        share = valid.mean()
+        if share < min_valid or share == 0:
             skipped.append(t)
         else:
             images.append(rgb)
@@ -49,29 +69,80 @@ def read_tiles(source, grid, tiles: np.ndarray, size: int, min_valid: float):
     return arr, np.asarray(kept, np.int64), np.asarray(skipped, np.int64)
 
 
+def check_disk_space(layers: list[Layer], with_tokens: bool, n_tokens: int | None = None) -> None:
+    """Refuse to start when the index's disk cannot take the tiles to compute (one line)."""
+    need: dict[Path, int] = {}
+    for layer in layers:
+        entry = layer.entry
+        if entry.folder is None or not len(layer.todo):
+            continue
+        root = entry.folder.parent
+        need[root] = need.get(root, 0) + entry.bytes_to_add(len(layer.todo), with_tokens, n_tokens)
+    for root, nbytes in need.items():
+        if not _may_write(root):
+            continue  # a read-only index: tiles are computed in memory
+        free = free_bytes(root)
+        if free < nbytes + SPACE_MARGIN:
+            raise TileIndexError(
+                f"not enough free disk space for the tile index {root}: about {_mib(nbytes + SPACE_MARGIN)} needed, "
+                f"{_mib(free)} free (free some space, choose another folder with --index-dir or "
+                f"SKETCH_SEARCH_INDEX, or search with --no-index)")
+
+
+def _may_write(root: Path) -> bool:
+    while not root.exists() and root.parent != root:
+        root = root.parent
+    try:
+        if os.statvfs(root).f_flag & os.ST_RDONLY:
+            return False
+    except (AttributeError, OSError):  # no statvfs on Windows
+        pass
+    return os.access(root, os.W_OK)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
 def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens: bool,
                    progress: Callable[[int, int, str], None] | None = None,
                    is_cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
     """Embed every not-yet-computed tile of the layers. Returns (embedded, skipped) counts."""
     total = sum(len(l.todo) for l in layers)
     counts = {"done": 0, "embedded": 0, "skipped": 0}
+    if total:
+        check_disk_space(layers, with_tokens, _token_estimate(embedder))
     if progress:
         progress(0, total, f"{total} tiles to compute")
     with ThreadPoolExecutor(max_workers=1) as pool:
         for layer in layers:
-            with layer.entry.locked():
-                todo = layer.todo
-                if len(todo) == 0:
-                    continue
-                pending = _Pending()
-                try:
-                    _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total,
-                                   progress, is_cancelled)
-                except (Cancelled, KeyboardInterrupt):
-                    pending.commit(layer.entry)  # keep every finished batch, then stop
-                    raise
-            write_tile_layer(layer)
+            todo = layer.todo
+            if len(todo) == 0 and not _tile_layer_stale(layer):
+                continue
+            with layer.entry.writing():
+                todo = layer.todo  # another process may have computed some, or found some damaged
+                if layer.entry.read_only_note and len(todo):
+                    log.warning("%s: %d tiles of %s are computed in memory and not stored",
+                                layer.entry.read_only_note, len(todo), layer.label)
+                if len(todo):
+                    pending = _Pending()
+                    try:
+                        _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total,
+                                       progress, is_cancelled)
+                    except TileIndexError:
+                        raise  # the index itself failed (full disk...): nothing more can be stored
+                    except BaseException:
+                        pending.commit(layer.entry)  # keep every finished batch (cancel, Ctrl-C, bad pixels)
+                        raise
+                if layer.entry.stored and (len(todo) or _tile_layer_stale(layer)):
+                    write_tile_layer(layer)
     return counts["embedded"], counts["skipped"]
+
+
+def _token_estimate(embedder) -> int | None:
+    cfg = getattr(embedder, "cfg", None)
+    size, patch = getattr(cfg, "img_size", None), getattr(cfg, "patch_size", None)
+    return (size // patch) ** 2 + 1 if size and patch else None
 
 
 def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total, progress,
@@ -79,22 +150,24 @@ def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending,
     size, batch = embedder.cfg.img_size, embedder.batch_size
     batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     future = pool.submit(read_tiles, layer.source, layer.grid, batches[0], size, min_valid)
-    for bi in range(len(batches)):
-        images, kept, skip = future.result()
-        if bi + 1 < len(batches):  # read the next batch while the model runs
-            future = pool.submit(read_tiles, layer.source, layer.grid, batches[bi + 1], size, min_valid)
-        emb = embedder.embed_images(images, with_tokens=with_tokens) if len(kept) else None
-        pending.add(kept, emb, skip, with_tokens)
-        counts["done"] += len(batches[bi])
-        counts["embedded"] += len(kept)
-        counts["skipped"] += len(skip)
-        if time.monotonic() - pending.since > COMMIT_SECONDS or bi + 1 == len(batches):
-            pending.commit(layer.entry)
-        if progress:
-            progress(counts["done"], total, f"{layer.source.name} at {layer.grid.tile_m:g} m")
-        if is_cancelled and is_cancelled():
-            future.cancel()
-            raise Cancelled(f"cancelled after {counts['done']} of {total} tiles (kept in the index)")
+    try:
+        for bi in range(len(batches)):
+            images, kept, skip = future.result()
+            if bi + 1 < len(batches):  # read the next batch while the model runs
+                future = pool.submit(read_tiles, layer.source, layer.grid, batches[bi + 1], size, min_valid)
+            emb = embedder.embed_images(images, with_tokens=with_tokens) if len(kept) else None
+            pending.add(kept, emb, skip, with_tokens)
+            counts["done"] += len(batches[bi])
+            counts["embedded"] += len(kept)
+            counts["skipped"] += len(skip)
+            if time.monotonic() - pending.since > COMMIT_SECONDS or bi + 1 == len(batches):
+                pending.commit(layer.entry)
+            if progress:
+                progress(counts["done"], total, layer.label)
+            if is_cancelled and is_cancelled():
+                raise Cancelled(f"cancelled after {counts['done']} of {total} tiles (kept in the index)")
+    finally:
+        future.cancel()
 
 
 class _Pending:
@@ -125,28 +198,70 @@ class _Pending:
 
 
 def tokens_for(layer: Layer, tiles: np.ndarray, embedder, min_valid: float) -> np.ndarray:
-    """Stage-2 tokens of some embedded tiles: from the index, computing (and storing) missing ones."""
+    """Stage-2 tokens of some embedded tiles: from the index, computing (and storing) missing or
+    damaged ones."""
     entry = layer.entry
+    tiles = np.asarray(tiles, np.int64)
+    known = len(entry.problems)
+    for problem in entry.verify(tiles)[known:]:
+        log.warning("%s; its tiles are computed again", problem)
     missing = tiles[entry.tokstate[tiles] == 0] if len(tiles) else tiles
     if len(missing):
         images, kept, _ = read_tiles(layer.source, layer.grid, missing, embedder.cfg.img_size, 0.0)
         emb = embedder.embed_images(images, with_tokens=True)
-        with entry.locked():
+        with entry.writing():
             entry.commit(np.zeros(0, np.int64), np.zeros((0, entry.dim), np.float32), np.zeros(0, np.int64),
                          emb.tokens.numpy().astype(np.float16), kept)
-    return np.asarray(entry.tokens[np.asarray(tiles, np.int64)], np.float32)
+    return np.asarray(entry.tokens[tiles], np.float32)
+
+
+def _tile_layer_stale(layer: Layer) -> bool:
+    """tiles.gpkg is missing or older than the last commit (a run killed before writing it)."""
+    entry = layer.entry
+    if entry.folder is None or not entry.exists or not (entry.state == EMBEDDED).any():
+        return False
+    try:
+        return os.stat(entry.folder / "tiles.gpkg").st_mtime < entry.commit_mtime()
+    except OSError:
+        return True
 
 
 def write_tile_layer(layer: Layer) -> None:
-    """tiles.gpkg beside the arrays: polygons of the embedded tiles, for QGIS or any GIS."""
-    from ..export import write_polygons
-    from .store import EMBEDDED
+    """tiles.gpkg beside the arrays: polygons of the embedded tiles, for QGIS or any GIS. It is a
+    convenience, not needed to search: failing to write it is a warning."""
+    from ..export import ExportError, write_polygons
 
     entry = layer.entry
     if entry.folder is None:
         return
     ids = np.flatnonzero(entry.state == EMBEDDED)
     rows, cols = np.divmod(ids, layer.grid.cols)
-    write_polygons(entry.folder / "tiles.gpkg", layer.grid.polygons(ids),
-                   {"tile": ids, "row": rows, "col": cols, "scale": np.full(len(ids), layer.grid.tile_m)},
-                   layer.source.crs_wkt, overwrite=True, layer="tiles")
+    try:
+        write_polygons(entry.folder / "tiles.gpkg", layer.grid.polygons(ids),
+                       {"tile": ids, "row": rows, "col": cols, "scale": np.full(len(ids), layer.grid.tile_m)},
+                       layer.source.crs_wkt, overwrite=True, layer="tiles")
+    except (ExportError, OSError) as exc:
+        log.warning("could not write %s (tile polygons for GIS; searching does not need them, and the next "
+                    "run that can write the index tries again)", entry.folder / "tiles.gpkg")
+        log.info("writing %s failed: %s", entry.folder / "tiles.gpkg", exc)
+
+
+def nothing_to_search(layers: list[Layer], min_valid: float) -> str | None:
+    """Why no covered tile has a vector (one line), or None when some tile has one."""
+    if any((l.entry.state[l.tiles] == EMBEDDED).any() for l in layers):
+        return None
+    reasons = []
+    for layer in layers:
+        if not (layer.entry.state[layer.tiles] == SKIPPED).all():
+            continue
+        src, grid = layer.source, layer.grid
+        # the largest share of a tile the raster can fill
+        fill = min(1.0, src.width / grid.tile_c) * min(1.0, src.height / grid.tile_r)
+        if fill < max(min_valid, 1e-12):
+            reasons.append(f"{src.name} ({src.width} x {src.height} px) is smaller than "
+                           f"{'a' if min_valid >= 1 else f'{min_valid:.0%} of a'} {grid.tile_m:g} m tile "
+                           f"(use a smaller --tile-size)")
+        else:
+            reasons.append(f"every tile of {layer.label} in the search area has less than {min_valid:.0%} valid pixels "
+                           f"(nodata or outside the raster; lower --min-valid or check the raster's nodata value)")
+    return "; ".join(dict.fromkeys(reasons)) or "no tile could be computed"

@@ -1,39 +1,59 @@
 """One index entry = one raster x one tiling scale x one model, in its own folder:
 
-    meta.json     what the entry is for (the key's fields, the grid, the vector size)
-    state.npy     uint8 per tile of the grid: 0 not computed, 1 embedded, 2 skipped (mostly nodata)
-    cls.f32       float32 memory-mapped (tiles, dim): stage-1 vectors, L2-normalised
-    tokstate.npy  uint8 per tile: 1 where tokens are stored
-    tokens.f16    float16 memory-mapped (tiles, n_tokens, dim): stage-2 tokens (created when first needed)
+    meta.json     what the entry is for (the key's fields, the grid, vector size and type, block sizes)
+    commit.npz    the committed state, replaced as a whole (temporary file, fsync, rename):
+                    state     uint8 per tile: 0 not computed, 1 embedded, 2 skipped (mostly nodata)
+                    tokstate  uint8 per tile: 1 where stage-2 tokens are stored
+                    cls_crc, tok_crc  uint32 per block of rows: CRC-32 of the block's committed rows
+    cls.f32       (tiles, dim) stage-1 vectors, L2-normalised
+    tokens.f16    (tiles, n_tokens, dim) stage-2 tokens (created when first needed)
     tiles.gpkg    polygons of the embedded tiles, for QGIS or any GIS
+    lock          held (flock) while computing
 
-The arrays cover the whole grid but are sparse files, so only computed tiles take disk space.
-Crash safety: rows are written and flushed first, then the state file is replaced atomically
-(write to a temporary name, fsync, rename); a killed run loses at most the uncommitted rows, and
-the next run recomputes exactly those. The folder name is a hash of the key, so changing the
-raster, the tiling or the model gives a new entry and an old one is never read.
+Reading never writes: the arrays are memory-mapped read-only and no lock is taken, so an index on a
+read-only share can be searched. Before use, an entry proves itself: file sizes against meta.json,
+and every block holding tiles the search covers against its checksum. Damaged rows are never read:
+their tiles count as not computed, so they are computed again (and stored, when the folder can be
+written; in memory only, when it cannot), with a warning naming the file.
+
+Writing happens under the lock: rows go through ordinary file writes (a full disk is an error, not
+a SIGBUS in a memory map), are fsync'ed, then commit.npz is replaced; a crash in between loses only
+uncommitted rows. Files are replaced by renaming, never truncated in place, so another process
+that has them mapped keeps reading a consistent copy. The arrays are sparse files: only computed
+tiles take disk space. The folder name is a hash of the key, so a changed raster, tiling or model
+gives a new entry and an old one is never read.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 NOT_DONE, EMBEDDED, SKIPPED = 0, 1, 2
+BLOCK_BYTES = 1 << 16          # rows per checksum block: about this many bytes (a damaged one is recomputed whole)
+SPACE_MARGIN = 1 << 20         # free space kept beyond an estimated write
+STALE_TMP_SECONDS = 24 * 3600  # a creation folder of a process that may live on another host
+VECTOR_FILES = {"float32": "cls.f32", "float16": "cls.f16"}
+TOKENS_FILE = "tokens.f16"
+COMMIT_FILE = "commit.npz"
+# errno values that mean "this folder cannot be written here" (not "something is wrong")
+READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+log = logging.getLogger(__name__)
 
 
 class TileIndexError(Exception):
     """An index folder that cannot be used; one-line message for the user."""
-
-
-
 
 
 def default_index_dir() -> Path:
@@ -56,180 +76,577 @@ def key_hash(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def is_temporary(name: str) -> bool:
+    """Names of files and folders that are work in progress, never finished work."""
+    return name.startswith(".")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open folders; renames there are durable enough
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(file object) into a temporary name beside `path`, fsync, rename over `path`.
+    The temporary file is removed on any failure (a full disk leaves nothing behind)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _crc(rows: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(rows).view(np.uint8).reshape(-1)) if rows.size else 0
+
+
+def _block_rows(row_bytes: int) -> int:
+    return max(1, BLOCK_BYTES // max(1, row_bytes))
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space for an unprivileged writer on the filesystem holding `folder` (or its nearest
+    existing parent)."""
+    folder = Path(folder)
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def write_error(folder: Path, exc: OSError, doing: str) -> TileIndexError:
+    """One line for an OSError met while writing the index: what happened and what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TileIndexError(f"the disk holding the tile index {folder} is full ({doing}): free some space, "
+                              f"choose another folder (--index-dir or SKETCH_SEARCH_INDEX), or search with --no-index")
+    return TileIndexError(f"cannot use the tile index folder {folder} ({doing}): {exc.strerror or exc} "
+                          f"(choose another folder with --index-dir or SKETCH_SEARCH_INDEX, or search with --no-index)")
 
 
 class IndexEntry:
-    """Vectors of one grid. With folder=None everything lives in memory (nothing is stored)."""
+    """Vectors of one grid, stored in `folder` (None: in memory only, nothing is stored).
+
+    `state` and `tokstate` are this process's view: the committed state minus any tiles whose rows
+    failed their checks. `problems` lists what was found damaged (one line each)."""
 
     def __init__(self, folder: Path | None, key: dict, count: int, dim: int, meta: dict):
-        self.folder, self.key, self.count, self.dim, self.meta = folder, key, count, dim, meta
-        if folder is None:
-            self.state = np.zeros(count, np.uint8)
-            self.tokstate = np.zeros(count, np.uint8)
-            self.cls = np.zeros((count, dim), np.float32)
-        else:
-            self.state = np.load(folder / "state.npy")
-            self.tokstate = np.load(folder / "tokstate.npy")
-            self.cls = np.memmap(folder / "cls.f32", np.float32, "r+", shape=(count, dim))
-            if self.state.shape != (count,) or self.tokstate.shape != (count,):
-                raise TileIndexError(f"index entry {folder} is inconsistent; clear it with `sketch-search index clear`")
-        self.tokens = None
-        self._open_tokens()
+        self.folder, self.key, self.count, self.dim = folder, key, count, dim
+        self.meta = {**meta, "key": key, "count": count, "dim": dim}
+        self.meta.setdefault("dtype", "float32")
+        self.meta.setdefault("block_rows", _block_rows(dim * self.dtype.itemsize))
+        self.problems: list[str] = []
+        self.stored = False       # True while commits go to disk (writable folder, lock held)
+        self.exists = False       # the folder holds a usable entry
+        self.read_only_note = ""  # why commits stay in memory although the entry has a folder
+        self._checked = np.zeros(0, np.int64)  # tiles a caller verified (re-checked after reloads)
+        self._good_cls: dict[int, int] = {}    # block -> checksum it was verified against
+        self._good_tok: dict[int, int] = {}
+        self._blank()
 
-    # -- opening ------------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.meta["dtype"])
+
+    @property
+    def n_tokens(self) -> int | None:
+        return self.meta.get("n_tokens")
+
+    def _blank(self) -> None:
+        """Nothing computed, arrays in memory (calloc'ed: pages are only taken when written)."""
+        self.state = np.zeros(self.count, np.uint8)
+        self.tokstate = np.zeros(self.count, np.uint8)
+        self.cls_crc = np.zeros(self._n_blocks(self.meta["block_rows"]), np.uint32)
+        self.tok_crc = np.zeros(0, np.uint32)
+        self.cls = np.zeros((self.count, self.dim), self.dtype)
+        self.tokens = None
+        if self.n_tokens:
+            self._memory_tokens()
+
+    def _memory_tokens(self) -> None:
+        self.tokens = np.zeros((self.count, self.n_tokens, self.dim), np.float16)
+        if len(self.tok_crc) != self._n_blocks(self.meta["tok_block_rows"]):
+            self.tok_crc = np.zeros(self._n_blocks(self.meta["tok_block_rows"]), np.uint32)
+
+    def _n_blocks(self, rows: int) -> int:
+        return -(-self.count // rows)
+
+    # -- opening (never writes) ----------------------------------------------------------------------
     @classmethod
-    def open(cls, root: Path | None, key: dict, count: int, dim: int, info: dict) -> "IndexEntry":
-        """Open the entry for `key`, creating it (empty) when missing. `info` is descriptive only
-        (raster name, grid parameters) and goes into meta.json."""
-        meta = {"key": key, "count": count, "dim": dim, **info}
+    def open(cls, root: Path | None, key: dict, count: int, dim: int, info: dict,
+             dtype: str = "float32") -> "IndexEntry":
+        """The entry for `key` under `root`, read-only; a missing one reads as "nothing computed"
+        (it is created when something is computed). `info` is descriptive (raster name, grid)."""
+        meta = {**info, "dtype": dtype}
         if root is None:
             return cls(None, key, count, dim, meta)
-        folder = Path(root) / key_hash(key)
-        if not (folder / "meta.json").is_file():
-            _create(folder, meta, count, dim)
+        entry = cls(Path(root) / key_hash(key), key, count, dim, meta)
+        entry._load()
+        return entry
+
+    def _load(self) -> None:
+        """Read meta.json and commit.npz and map the arrays; anything structurally wrong is a
+        problem and leaves the entry blank (its tiles are computed again). Blocks verified before
+        stay verified while their checksum is unchanged (committed rows are never rewritten)."""
+        self.problems = []
+        self.exists = False
+        if not self.folder.is_dir():
+            self._blank()
+            return
+        try:
+            self._read_files()
+            self.exists = True
+        except _Damaged as exc:
+            self.problems.append(str(exc))
+            self._blank()
+
+    def _read_files(self) -> None:
+        folder = self.folder
         try:
             stored = json.loads((folder / "meta.json").read_text())
+        except FileNotFoundError:
+            raise _Damaged(f"{folder}: meta.json is missing") from None
         except (OSError, ValueError) as exc:
-            raise TileIndexError(f"cannot read index entry {folder}: {exc}") from None
-        if stored.get("key") != key or stored.get("count") != count or stored.get("dim") != dim:
-            raise TileIndexError(f"index entry {folder} does not match its key; clear it with `sketch-search index clear`")
-        return cls(folder, key, count, dim, stored)
+            raise _Damaged(f"{folder / 'meta.json'} is unreadable ({_reason(exc)})") from None
+        if not isinstance(stored, dict) or stored.get("key") != self.key or stored.get("count") != self.count \
+                or stored.get("dim") != self.dim or stored.get("dtype") not in VECTOR_FILES:
+            raise _Damaged(f"{folder / 'meta.json'} does not describe this entry")
+        self.meta = stored
+        try:
+            with np.load(folder / COMMIT_FILE, allow_pickle=False) as z:
+                state, tokstate = z["state"], z["tokstate"]
+                cls_crc, tok_crc = z["cls_crc"], z["tok_crc"]
+        except FileNotFoundError:
+            raise _Damaged(f"{folder}: {COMMIT_FILE} is missing") from None
+        except Exception as exc:  # zipfile, EOF, format and key errors: all mean a damaged file
+            raise _Damaged(f"{folder / COMMIT_FILE} is unreadable ({_reason(exc)})") from None
+        if state.shape != (self.count,) or tokstate.shape != (self.count,) or state.dtype != np.uint8 \
+                or cls_crc.shape != (self._n_blocks(stored["block_rows"]),) or cls_crc.dtype != np.uint32 \
+                or tok_crc.dtype != np.uint32:
+            raise _Damaged(f"{folder / COMMIT_FILE} does not fit the entry's size")
+        self.state, self.tokstate = np.array(state), np.array(tokstate)
+        self.cls_crc, self.tok_crc = np.array(cls_crc), np.array(tok_crc)
+        self.cls = self._map(VECTOR_FILES[stored["dtype"]], self.dtype, (self.count, self.dim))
+        self.tokens = None
+        if self.n_tokens:
+            if self.tok_crc.shape != (self._n_blocks(stored["tok_block_rows"]),):
+                if self.tokstate.any():
+                    raise _Damaged(f"{folder / COMMIT_FILE} does not fit the entry's tokens")
+                # killed between adding the token file and the next commit: no token stored yet
+                self.tok_crc = np.zeros(self._n_blocks(stored["tok_block_rows"]), np.uint32)
+            self.tokens = self._map(TOKENS_FILE, np.float16, (self.count, self.n_tokens, self.dim))
+        elif self.tokstate.any():
+            raise _Damaged(f"{folder / COMMIT_FILE} marks tokens that meta.json does not have")
 
-    def _open_tokens(self) -> None:
-        n = self.meta.get("n_tokens")
-        if n is None:
-            return
+    def _map(self, name: str, dtype, shape: tuple) -> np.ndarray:
+        path = self.folder / name
+        want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise _Damaged(f"{path} is missing") from None
+        if size != want:
+            raise _Damaged(f"{path} has {size} bytes instead of {want} (truncated or damaged)")
+        if want == 0:
+            return np.zeros(shape, dtype)
+        try:
+            return np.memmap(path, dtype, "r", shape=shape)
+        except (OSError, ValueError) as exc:
+            raise _Damaged(f"{path} cannot be read ({_reason(exc)})") from None
+
+    # -- checking ------------------------------------------------------------------------------------
+    def verify(self, tiles: np.ndarray | None = None) -> list[str]:
+        """Check the blocks holding `tiles` (all when None) against their checksums. Tiles of a
+        damaged block count as not computed from now on. Returns the problems found so far."""
+        tiles = np.arange(self.count, dtype=np.int64) if tiles is None else np.asarray(tiles, np.int64)
+        self._checked = np.union1d(self._checked, tiles)
+        if self.folder is None or not self.exists:
+            return self.problems
+        self._check_blocks(tiles, self.state, EMBEDDED, self.cls, self.cls_crc, self.meta["block_rows"],
+                           self._good_cls, VECTOR_FILES[self.meta["dtype"]])
+        if self.tokens is not None:
+            self._check_blocks(tiles, self.tokstate, 1, self.tokens, self.tok_crc, self.meta["tok_block_rows"],
+                               self._good_tok, TOKENS_FILE)
+        return self.problems
+
+    def _check_blocks(self, tiles, state, done, rows, sums, block_rows, good, name) -> None:
+        blocks = np.unique(tiles // block_rows) if len(tiles) else np.zeros(0, np.int64)
+        bad_tiles = 0
+        for b in blocks:
+            b = int(b)
+            lo, hi = b * block_rows, min((b + 1) * block_rows, self.count)
+            mask = state[lo:hi] == done
+            if not mask.any() or good.get(b) == int(sums[b]):
+                continue
+            try:
+                ok = _crc(np.asarray(rows[lo:hi])[mask]) == int(sums[b])
+            except OSError:  # an I/O error reading the mapped file
+                ok = False
+            if ok:
+                good[b] = int(sums[b])
+            else:
+                state[lo:hi][mask] = NOT_DONE
+                bad_tiles += int(mask.sum())
+        if bad_tiles:
+            self.problems.append(f"{self.folder / name}: {bad_tiles} tiles failed their checksum")
+
+    # -- writing -------------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self):
+        """Commits inside this block are stored: the entry is created if missing, locked (another
+        process computing it waits), reloaded and checked again, and repaired if damaged. Where
+        the folder cannot be written (read-only share, no permission), commits stay in memory."""
         if self.folder is None:
-            self.tokens = np.zeros((self.count, n, self.dim), np.float16)
-        else:
-            self.tokens = np.memmap(self.folder / "tokens.f16", np.float16, "r+", shape=(self.count, n, self.dim))
+            yield
+            return
+        try:
+            if not self.exists:
+                _create(self.folder, self.meta, self.count, self.dim)
+            lock = open(self.folder / "lock", "a+b")
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise write_error(self.folder.parent, exc, "creating an entry") from None
+            self._keep_in_memory(f"the tile index {self.folder.parent} cannot be written ({exc.strerror})")
+            yield
+            return
+        with lock:
+            _flock(lock)
+            try:
+                self._prepare_under_lock()
+                self.stored = True
+                yield
+            finally:
+                self.stored = False
+                _funlock(lock)
 
-    # -- writing ------------------------------------------------------------------------------------
+    def _prepare_under_lock(self) -> None:
+        # Everything starting with "." in the folder is a leftover of a killed writer (all writers
+        # hold this lock), never finished work.
+        for item in self.folder.iterdir():
+            if is_temporary(item.name):
+                _remove(item)
+        known = list(self.problems)
+        self._load()  # another process may have committed while we waited
+        if not self.exists:
+            self._rebuild()
+        self.verify(self._checked)
+        for problem in self.problems:
+            if problem not in known:
+                log.warning("%s; its tiles are computed again", problem)
+
+    def _rebuild(self) -> None:
+        """Replace a structurally damaged entry's files with empty ones, keeping nothing."""
+        meta = {k: v for k, v in self.meta.items() if k not in ("n_tokens", "tok_block_rows")}
+        meta["block_rows"] = _block_rows(self.dim * self.dtype.itemsize)
+        self.cls = self.tokens = None  # drop our maps of the old files (Windows cannot replace mapped files)
+        self._good_cls, self._good_tok = {}, {}
+        try:
+            _write_entry_files(self.folder, meta, self.count, self.dim)
+        except OSError as exc:
+            raise write_error(self.folder, exc, "repairing a damaged entry") from None
+        problems = self.problems
+        self._load()
+        self.problems = problems
+        if not self.exists:  # written but unreadable: nothing sensible left to try
+            raise TileIndexError(f"cannot repair the tile index entry {self.folder}: {'; '.join(self.problems)}")
+
+    def _keep_in_memory(self, why: str) -> None:
+        """Commits go to private copies of the arrays; the files are never written."""
+        self.read_only_note = why
+        if self.exists:
+            # copy-on-write maps: stored rows stay readable, new rows live in this process only
+            self.cls = np.memmap(self.folder / VECTOR_FILES[self.meta["dtype"]], self.dtype, "c",
+                                 shape=(self.count, self.dim)) if self.cls.size else self.cls
+            if self.tokens is not None:
+                self.tokens = np.memmap(self.folder / TOKENS_FILE, np.float16, "c",
+                                        shape=(self.count, self.n_tokens, self.dim))
+
     def commit(self, tiles: np.ndarray, vectors: np.ndarray, skipped: np.ndarray,
                tokens: np.ndarray | None = None, token_tiles: np.ndarray | None = None) -> None:
         """Store vectors of `tiles` (and tokens of `token_tiles`), mark `skipped` tiles, then publish
         the new state atomically. Rows first, state last: a crash in between only loses work."""
         tiles = np.asarray(tiles, np.int64)
-        if len(tiles):
-            order = np.argsort(tiles)
-            self.cls[tiles[order]] = vectors[order]
-        if tokens is not None and len(token_tiles):
+        skipped = np.asarray(skipped, np.int64)
+        token_tiles = np.zeros(0, np.int64) if token_tiles is None else np.asarray(token_tiles, np.int64)
+        has_tokens = tokens is not None and len(token_tiles) > 0
+        if has_tokens:
             self._ensure_tokens(tokens.shape[1])
-            self.tokens[np.asarray(token_tiles, np.int64)] = tokens.astype(np.float16)
-        if self.folder is not None:
-            if isinstance(self.cls, np.memmap):
-                self.cls.flush()
-            if tokens is not None and isinstance(self.tokens, np.memmap):
-                self.tokens.flush()
-        self.state[tiles] = EMBEDDED
-        self.state[np.asarray(skipped, np.int64)] = SKIPPED
-        if tokens is not None and len(token_tiles):
-            self.tokstate[np.asarray(token_tiles, np.int64)] = 1
-        if self.folder is not None:
-            if tokens is not None and len(token_tiles):
-                _atomic_save(self.folder / "tokstate.npy", self.tokstate)
-            _atomic_save(self.folder / "state.npy", self.state)
+        vectors = np.asarray(vectors).astype(self.dtype, copy=False)
+        state, tokstate = self.state.copy(), self.tokstate.copy()
+        state[tiles] = EMBEDDED
+        state[skipped] = SKIPPED
+        if has_tokens:
+            tokens = np.asarray(tokens).astype(np.float16, copy=False)
+            tokstate[token_tiles] = 1
+        if not self.stored:
+            if len(tiles):
+                self.cls[tiles] = vectors
+            if has_tokens:
+                self.tokens[token_tiles] = tokens
+            self.state, self.tokstate = state, tokstate
+            return
+        cls_crc = self._new_sums(self.cls, self.cls_crc, state, EMBEDDED, tiles, vectors, self.meta["block_rows"])
+        tok_crc = self.tok_crc
+        try:
+            _write_rows(self.folder / VECTOR_FILES[self.meta["dtype"]], tiles, vectors)
+            if has_tokens:
+                tok_crc = self._new_sums(self.tokens, self.tok_crc, tokstate, 1, token_tiles, tokens,
+                                         self.meta["tok_block_rows"])
+                _write_rows(self.folder / TOKENS_FILE, token_tiles, tokens)
+            _save_commit(self.folder, state, tokstate, cls_crc, tok_crc)
+        except OSError as exc:
+            raise write_error(self.folder, exc, "storing computed tiles") from None
+        self.state, self.tokstate, self.cls_crc, self.tok_crc = state, tokstate, cls_crc, tok_crc
+        for b in np.unique(tiles // self.meta["block_rows"]):
+            self._good_cls[int(b)] = int(cls_crc[b])
+        if has_tokens:
+            for b in np.unique(token_tiles // self.meta["tok_block_rows"]):
+                self._good_tok[int(b)] = int(tok_crc[b])
+
+    def _new_sums(self, rows, sums, state, done, tiles, values, block_rows) -> np.ndarray:
+        """Checksums of the blocks `tiles` touch, over their committed rows after this commit."""
+        sums = sums.copy()
+        if not len(tiles):
+            return sums
+        new = dict(zip(tiles.tolist(), range(len(tiles))))
+        for b in np.unique(tiles // block_rows):
+            b = int(b)
+            lo, hi = b * block_rows, min((b + 1) * block_rows, self.count)
+            committed = np.flatnonzero(state[lo:hi] == done) + lo
+            is_new = np.array([t in new for t in committed.tolist()], bool)
+            block = np.empty((len(committed),) + values.shape[1:], values.dtype)
+            block[is_new] = values[[new[t] for t in committed[is_new].tolist()]]
+            # only committed rows are read: touching a file's holes through a memory map would
+            # take pages, which a full tmpfs answers with SIGBUS
+            block[~is_new] = rows[committed[~is_new]]
+            sums[b] = _crc(block)
+        return sums
 
     def _ensure_tokens(self, n: int) -> None:
         if self.tokens is not None:
-            if self.tokens.shape[1] != n:
-                raise TileIndexError(f"index entry {self.folder}: token count changed ({self.tokens.shape[1]} -> {n})")
+            if self.n_tokens != n:
+                raise TileIndexError(f"index entry {self.folder}: token count changed ({self.n_tokens} -> {n})")
             return
         self.meta["n_tokens"] = int(n)
-        if self.folder is not None:
-            path = self.folder / "tokens.f16"
-            with open(path, "wb") as fh:  # sparse: only written rows take disk space
-                fh.truncate(self.count * n * self.dim * 2)
-            _atomic_write_text(self.folder / "meta.json", json.dumps(self.meta, indent=1))
-        self._open_tokens()
-
-    @contextmanager
-    def locked(self):
-        """Exclusive use of the entry while computing (another process waits), where the OS allows."""
-        if self.folder is None:
-            yield
+        self.meta["tok_block_rows"] = _block_rows(n * self.dim * 2)
+        self.tok_crc = np.zeros(self._n_blocks(self.meta["tok_block_rows"]), np.uint32)
+        self.tokstate = np.zeros(self.count, np.uint8)
+        if not self.stored:
+            self._memory_tokens()
             return
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; concurrent builds are the user's risk
-            yield
-            return
-        with open(self.folder / "lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                # another process may have committed while we waited
-                self.state = np.load(self.folder / "state.npy")
-                self.tokstate = np.load(self.folder / "tokstate.npy")
-                if self.tokens is None:
-                    self.meta = json.loads((self.folder / "meta.json").read_text())
-                    self._open_tokens()
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+            _sparse_file(self.folder / TOKENS_FILE, self.count * n * self.dim * 2)
+            _save_commit(self.folder, self.state, self.tokstate, self.cls_crc, self.tok_crc)
+            _atomic_write(self.folder / "meta.json", lambda fh: fh.write(json.dumps(self.meta, indent=1).encode()))
+        except OSError as exc:
+            raise write_error(self.folder, exc, "adding stage-2 tokens") from None
+        self.tokens = self._map(TOKENS_FILE, np.float16, (self.count, n, self.dim))
 
-    # -- reading ------------------------------------------------------------------------------------
+    def bytes_to_add(self, tiles: int, with_tokens: bool, n_tokens: int | None = None) -> int:
+        """Disk space `tiles` more computed tiles may take (rows, state, tile polygons)."""
+        row = self.dim * self.dtype.itemsize
+        if with_tokens and (self.n_tokens or n_tokens):
+            row += (self.n_tokens or n_tokens) * self.dim * 2
+        # rows are written into sparse files: count whole filesystem pages for short runs
+        return tiles * (row + 600) + 2 * (4 * self.count + 65536)
+
+    # -- reading -------------------------------------------------------------------------------------
     def counts(self) -> dict:
         return {"tiles": self.count, "embedded": int((self.state == EMBEDDED).sum()),
                 "skipped": int((self.state == SKIPPED).sum()), "with_tokens": int(self.tokstate.sum())}
 
     def disk_bytes(self) -> int:
-        if self.folder is None:
+        if self.folder is None or not self.folder.is_dir():
             return 0
         # allocated blocks, not apparent size: the arrays are sparse
         sizes = [os.stat(p) for p in self.folder.iterdir() if p.is_file()]
         return sum(s.st_blocks * 512 if hasattr(s, "st_blocks") else s.st_size for s in sizes)
 
+    def commit_mtime(self) -> float:
+        try:
+            return os.stat(self.folder / COMMIT_FILE).st_mtime
+        except (OSError, TypeError):
+            return 0.0
+
+
+class _Damaged(Exception):
+    """An entry's files do not hold together (message: which file and what is wrong)."""
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _flock(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent builds are the user's risk
+        return
+    fcntl.flock(fh, fcntl.LOCK_EX)
+
+
+def _funlock(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _sparse_file(path: Path, size: int) -> None:
+    """A new file of `size` bytes that takes no disk space until rows are written (renamed into
+    place, so a process that still maps the old file keeps its copy)."""
+    _atomic_write(path, lambda fh: fh.truncate(size))
+
+
+def _write_rows(path: Path, tiles: np.ndarray, values: np.ndarray) -> None:
+    """Rows at their offsets, by contiguous runs, then fsync."""
+    if not len(tiles):
+        return
+    order = np.argsort(tiles, kind="stable")
+    tiles, values = tiles[order], values[order]
+    row_bytes = values[0].nbytes
+    breaks = np.flatnonzero(np.diff(tiles) != 1) + 1
+    with open(path, "r+b") as fh:
+        for run_tiles, run_values in zip(np.split(tiles, breaks), np.split(values, breaks)):
+            fh.seek(int(run_tiles[0]) * row_bytes)
+            fh.write(np.ascontiguousarray(run_values).tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _save_commit(folder: Path, state, tokstate, cls_crc, tok_crc) -> None:
+    import io
+
+    data = io.BytesIO()  # built in memory, so a full disk fails a plain write, not zipfile's clean-up
+    np.savez(data, state=state, tokstate=tokstate, cls_crc=cls_crc, tok_crc=tok_crc)
+    _atomic_write(folder / COMMIT_FILE, lambda fh: fh.write(data.getbuffer()))
+
+
+def _write_entry_files(folder: Path, meta: dict, count: int, dim: int) -> None:
+    """An empty entry's files in `folder` (which exists)."""
+    meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    dtype = np.dtype(meta["dtype"])
+    _sparse_file(folder / VECTOR_FILES[meta["dtype"]], count * dim * dtype.itemsize)
+    _save_commit(folder, np.zeros(count, np.uint8), np.zeros(count, np.uint8),
+                 np.zeros(-(-count // meta["block_rows"]), np.uint32), np.zeros(0, np.uint32))
+    _atomic_write(folder / "meta.json", lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
+
 
 def _create(folder: Path, meta: dict, count: int, dim: int) -> None:
-    """Build the entry in a temporary folder and rename it into place (atomic on one filesystem)."""
+    """Build the entry in a temporary folder and rename it into place (atomic on one filesystem).
+    A folder already there (another process won the race, or a damaged entry) is left as it is:
+    the caller locks and checks it. Any failure removes the temporary folder."""
+    made = [p for p in [folder.parent, *folder.parent.parents] if not p.exists()]
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder.parent)
+    if folder.is_dir():
+        return
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    np.save(tmp / "state.npy", np.zeros(count, np.uint8))
-    np.save(tmp / "tokstate.npy", np.zeros(count, np.uint8))
-    with open(tmp / "cls.f32", "wb") as fh:
-        fh.truncate(count * dim * 4)
     try:
-        os.rename(tmp, folder)
-    except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "meta.json").is_file():  # not a lost race with another process
-            raise
+        tmp.mkdir()
+        _write_entry_files(tmp, meta, count, dim)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not folder.is_dir():  # not a lost race with another process
+                raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in made:  # folders made for this entry alone, innermost first
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Remove creation folders (.HASH.PID.tmp) of processes that are gone (or of any process,
+    after a day: it may have run on another host). Returns how many were removed."""
+    removed = 0
+    try:
+        items = list(Path(root).glob(".*.tmp"))
+    except OSError:
+        return 0
+    for item in items:
+        try:
+            pid = int(item.name.rsplit(".", 2)[-2])
+            old = time.time() - item.stat().st_mtime > STALE_TMP_SECONDS
+        except (ValueError, IndexError, OSError):
+            pid, old = None, True
+        if old or pid is None or (pid != os.getpid() and not _pid_alive(pid)):
+            _remove(item)
+            removed += 1
+    return removed
 
 
 def list_entries(root: Path) -> list[dict]:
-    """meta.json of every entry under root (plus its folder, counts and size on disk)."""
+    """Every entry under root, checked read-only: its meta.json, folder, counts, size on disk and
+    `problems` (empty when healthy). Folders that are not entries of this version are listed with
+    `broken` and a `problem`."""
     out = []
     root = Path(root)
     if not root.is_dir():
         return out
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_temporary(p.name)):
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            entry = IndexEntry(folder, meta["key"], meta["count"], meta["dim"], meta)
-        except (OSError, ValueError, KeyError, TileIndexError):
-            out.append({"folder": str(folder), "broken": True})
+            key = meta["key"]
+            if key.get("format") != FORMAT_VERSION:
+                out.append({**meta, "folder": str(folder), "broken": True,
+                            "problem": f"written by another version of the index (format {key.get('format')}); "
+                                       "never used"})
+                continue
+            entry = IndexEntry.open(root, key, int(meta["count"]), int(meta["dim"]), {},
+                                    meta.get("dtype", "float32"))
+            if entry.folder != folder:
+                raise ValueError("its folder name is not its key's hash")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            out.append({"folder": str(folder), "broken": True, "problem": f"not a readable entry ({_reason(exc)})"})
             continue
-        out.append({**meta, "folder": str(folder), **entry.counts(), "bytes": entry.disk_bytes()})
+        entry.verify()
+        out.append({**meta, "folder": str(folder), **entry.counts(), "bytes": entry.disk_bytes(),
+                    "problems": list(entry.problems)})
     return out
 
 
@@ -244,5 +661,5 @@ def remove_entries(root: Path, raster_identity_prefix: str | None = None) -> int
     root = Path(root)
     if raster_identity_prefix is None and root.is_dir():  # leftovers of killed runs
         for tmp in root.glob(".*.tmp"):
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)
     return removed

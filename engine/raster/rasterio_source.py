@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
 from .source import Window
@@ -28,6 +28,14 @@ os.environ.setdefault("GDAL_CACHEMAX", "128")
 
 STATS_SIZE = 1024          # long side of the decimated read used for the stretch statistics
 PERCENTILES = (2.0, 98.0)
+# Content digest of a file: whole files up to DIGEST_WHOLE bytes; larger ones by their first and
+# last DIGEST_EDGE bytes (headers, tile offsets, trailing tiles) and DIGEST_SAMPLES pieces spread
+# evenly between: about 0.2 MB read, so opening a raster stays instant on a network share.
+DIGEST_WHOLE = 1 << 20
+DIGEST_EDGE = 1 << 16
+DIGEST_SAMPLES, DIGEST_PIECE = 32, 4096
+# Files beside a raster that change what GDAL reads from it (overviews, masks, statistics).
+SIDECARS = (".ovr", ".msk", ".aux.xml")
 
 
 class RasterError(ValueError):
@@ -45,10 +53,39 @@ def default_bands(ds) -> tuple[int, int, int]:
     return (colour[0],) * 3 if colour else (1, 1, 1)
 
 
+def content_digest(path: str | os.PathLike, size: int) -> str:
+    """A short digest of a file's bytes: all of a small file, or its head, tail and evenly spread
+    pieces of a large one. Catches pixels rewritten in place with the size and mtime kept."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= DIGEST_WHOLE:
+            h.update(fh.read())
+        else:
+            offsets = [0] + [DIGEST_EDGE + (size - 2 * DIGEST_EDGE) * i // DIGEST_SAMPLES
+                             for i in range(DIGEST_SAMPLES)] + [size - DIGEST_EDGE]
+            for off in offsets:
+                fh.seek(off)
+                h.update(fh.read(DIGEST_EDGE if off in (0, size - DIGEST_EDGE) else DIGEST_PIECE))
+    return h.hexdigest()[:16]
+
+
 def file_stamp(path: str | os.PathLike) -> str:
-    """size:mtime_ns of a file; changes when the file is rewritten or touched."""
+    """size:mtime_ns:digest of a file; changes when the file is rewritten (even with its size and
+    mtime restored) or touched."""
     stat = os.stat(path)
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{content_digest(path, stat.st_size)}"
+
+
+def sidecars_stamp(path: str) -> str:
+    """Stamps of the overview, mask and statistics files beside a raster, where there are any."""
+    parts = []
+    for suffix in SIDECARS:
+        side = path + suffix
+        if os.path.isfile(side):
+            parts.append(f"{suffix}={file_stamp(side)}")
+    return ("|" + ",".join(parts)) if parts else ""
 
 
 def vrt_source_paths(vrt_path: str | os.PathLike) -> list[str]:
@@ -74,7 +111,7 @@ def vrt_source_paths(vrt_path: str | os.PathLike) -> list[str]:
 
 
 def vrt_sources_stamp(vrt_path: str | os.PathLike, _seen: frozenset = frozenset()) -> str:
-    """A short digest of the VRT's source files and their size:mtime stamps (nested VRTs followed,
+    """A short digest of the VRT's source files and their stamps (nested VRTs followed,
     cycles cut), so rewriting or touching any source changes a VRT's identity. A source that cannot
     be stat'ed (missing, URL, driver-prefixed name) enters by its name alone."""
     import hashlib
@@ -99,6 +136,16 @@ def vrt_sources_stamp(vrt_path: str | os.PathLike, _seen: frozenset = frozenset(
     return f"{len(parts)}:{digest}"
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error, or of GDAL's own message where rasterio only points to it."""
+    lines = str(exc).strip().splitlines()
+    if exc.__cause__ is not None and (not lines or "previous exception" in lines[0]):
+        return _first_line(exc.__cause__)
+    if lines and isinstance(exc.args, tuple) and len(exc.args) == 3 and isinstance(exc.args[2], str):
+        return exc.args[2].strip().splitlines()[0]  # GDAL's CPLE_* errors: (class, number, message)
+    return lines[0] if lines else type(exc).__name__
+
+
 class RasterioSource:
     """A raster file as a RasterSource. `bands`: 1-based band numbers for R, G, B (or one for grey)."""
 
@@ -109,8 +156,8 @@ class RasterioSource:
             raise RasterError(f"raster not found: {self.path}")
         try:
             ds = rasterio.open(self.path)
-        except RasterioIOError as exc:
-            raise RasterError(f"cannot read raster {self.path}: {str(exc).splitlines()[0]}") from None
+        except RasterioError as exc:
+            raise RasterError(f"cannot read raster {self.path}: {_first_line(exc)}") from None
         self._ds, self._lock = ds, threading.Lock()
         if ds.crs is None:
             ds.close()
@@ -133,12 +180,45 @@ class RasterioSource:
         self.width, self.height = ds.width, ds.height
         self.dtypes = tuple(ds.dtypes[b - 1] for b in bands)
         resolved = self.path if is_url else str(Path(self.path).resolve())
-        mtime = "url" if is_url else file_stamp(resolved)
-        # A VRT's pixels live in its source files: their stamps are part of its identity.
-        sources = f"|sources={vrt_sources_stamp(resolved)}" if ds.driver == "VRT" and not is_url else ""
-        self.identity = (f"{resolved}|{self.width}x{self.height}|{mtime}{sources}"
+        try:
+            stamp = "url" if is_url else file_stamp(resolved) + sidecars_stamp(resolved)
+            # A VRT's pixels live in its source files: their stamps are part of its identity.
+            sources = ""
+            if ds.driver == "VRT" and not is_url:
+                self._check_vrt_sources(resolved)
+                sources = f"|sources={vrt_sources_stamp(resolved)}"
+        except OSError as exc:
+            ds.close()
+            raise RasterError(f"cannot read raster {self.path}: {exc.strerror or exc}") from None
+        except RasterError:
+            ds.close()
+            raise
+        self.identity = (f"{resolved}|{self.width}x{self.height}|{stamp}{sources}"
                          f"|bands={','.join(map(str, bands))}|stretch=p2-98")
-        self._lut = self._stretch_params()
+        try:
+            self._lut = self._stretch_params()
+        except RasterioError as exc:
+            ds.close()
+            raise self._unreadable(exc) from None
+
+    def _check_vrt_sources(self, vrt: str) -> None:
+        """A VRT whose source file is gone would fail at its first read: say so now."""
+        import xml.etree.ElementTree as ET
+
+        try:
+            sources = vrt_source_paths(vrt)
+        except ET.ParseError:
+            return  # GDAL opened it, so it is some dialect we do not parse
+        for source in sources:
+            driver_prefixed = ":" in source[2:]  # e.g. NETCDF:"a.nc":var; C:\\ is a drive
+            if "://" not in source and not source.startswith("/vsi") and not driver_prefixed \
+                    and not os.path.exists(source):
+                raise RasterError(f"{self.path} refers to a file that does not exist: {source} "
+                                  f"(restore it, or build the VRT again)")
+
+    def _unreadable(self, exc: Exception) -> RasterError:
+        return RasterError(f"cannot read the pixels of {self.path}: {_first_line(exc)} (the file may be "
+                           f"truncated or damaged, or a file it refers to is missing: check it or create it again)")
 
     # -- statistics ---------------------------------------------------------------------------------
     def _stretch_params(self) -> list[tuple[float, float]] | None:
@@ -191,10 +271,14 @@ class RasterioSource:
         resampling = Resampling.average if sx < 0.75 else Resampling.bilinear
         rio_window = RioWindow(c0, r0, c1 - c0, r1 - r0)
         unique = list(dict.fromkeys(self.bands))
-        with self._lock:
-            data = self._ds.read(unique, window=rio_window, out_shape=(len(unique),) + shape, resampling=resampling)
-            masks = self._ds.read_masks(unique, window=rio_window, out_shape=(len(unique),) + shape,
-                                        resampling=Resampling.nearest)
+        try:
+            with self._lock:
+                data = self._ds.read(unique, window=rio_window, out_shape=(len(unique),) + shape,
+                                     resampling=resampling)
+                masks = self._ds.read_masks(unique, window=rio_window, out_shape=(len(unique),) + shape,
+                                            resampling=Resampling.nearest)
+        except RasterioError as exc:
+            raise self._unreadable(exc) from None
         ok = (masks > 0).all(axis=0)
         if np.issubdtype(data.dtype, np.floating):
             ok &= np.isfinite(data).all(axis=0)

@@ -134,7 +134,7 @@ def test_killed_build_leaves_a_consistent_entry(tmp_path, rgb_tif, tiny_checkpoi
     done = entry["embedded"]
     assert 0 < done < 35
     emb = Embedder.from_checkpoint(tiny_checkpoint, "cpu")
-    state = np.load(os.path.join(entry["folder"], "state.npy"))
+    state = np.load(os.path.join(entry["folder"], "commit.npz"))["state"]
     cls = np.memmap(os.path.join(entry["folder"], "cls.f32"), np.float32, "r", shape=(entry["count"], entry["dim"]))
     src = RasterioSource(rgb_tif)
     from engine.tiling import make_grid
