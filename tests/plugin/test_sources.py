@@ -1,9 +1,10 @@
-"""Reading rasters inside QGIS: rasterio and QGIS's own GDAL agree on the same file in one process;
-file layers get the rasterio source, other layers (here a real XYZ tile layer) the QGIS source,
-which a search in a background task reads correctly."""
+"""Rasters for the engine worker: rasterio and QGIS's own GDAL read the same pixels; file layers go
+to the worker by name; other layers (here a real XYZ tile layer) are rendered by QGIS into a cached
+GeoTIFF with the right pixels and georeferencing, which a search in a background task reads."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +12,7 @@ import rasterio
 from PIL import Image
 from qgis.core import QgsProject, QgsRasterLayer, QgsRectangle
 
-from engine.raster.rasterio_source import RasterioSource
-from engine.raster.source import RasterSource, Window
-from sketch_search_plugin.qgis_source import QgisRasterSource, layer_file_path, source_for_layer
+from sketch_search_plugin.qgis_source import RenderedLayer, layer_file_path, source_for_layer
 
 from .conftest import write_geotiff
 
@@ -51,27 +50,44 @@ def test_rasterio_and_qgis_gdal_read_the_same_pixels(qgis_app, tmp_path, dtype):
     assert (e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()) == pytest.approx(tuple(rio_bounds))
 
 
-def test_file_layer_gets_rasterio_source_named_after_the_layer(qgis_app, geotiff):
+def read_back(path: Path):
+    """A rendered GeoTIFF as (rgb, alpha, geotransform), read with QGIS's own GDAL."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path))
+    data = ds.ReadAsArray()
+    return np.moveaxis(data[:3], 0, -1), data[3], ds.GetGeoTransform()
+
+
+def test_file_layer_goes_to_the_worker_by_name(qgis_app, geotiff):
     layer = QgsRasterLayer(str(geotiff), "My imagery")
     assert layer_file_path(layer) == str(geotiff)
-    source = source_for_layer(layer)
-    assert isinstance(source, RasterioSource) and source.name == "My imagery"
-    # Forcing a resolution reads through QGIS instead, on a grid of that resolution.
+    assert source_for_layer(layer) == {"path": str(geotiff), "name": "My imagery", "bands": None}
+    # Forcing a resolution renders through QGIS instead, on a grid of that resolution.
     forced = source_for_layer(layer, resolution=2.0)
-    assert isinstance(forced, QgisRasterSource) and (forced.width, forced.height) == (128, 128)
+    assert isinstance(forced, RenderedLayer) and (forced.width, forced.height) == (128, 128)
 
 
-def test_qgis_source_on_a_file_layer_matches_the_pixels(qgis_app, tmp_path):
+def test_rendering_a_file_layer_keeps_pixels_and_georeferencing(qgis_app, tmp_path):
     path = write_geotiff(tmp_path / "s.tif", size=128)
     layer = QgsRasterLayer(str(path), "s")
-    source = QgisRasterSource(layer)
-    assert isinstance(source, RasterSource)
-    assert (source.width, source.height) == (128, 128)
-    assert source.transform.c == pytest.approx(500000.0) and source.transform.a == pytest.approx(1.0)
-    rgb, valid = source.read_rgb(Window(32, 32, 64, 64), (64, 64))
-    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8 and valid.all()
-    # The bright 'aeroplane' sits at the centre of the raster = centre of this window.
-    assert rgb[32, 32].mean() > 200 and rgb[5, 5].mean() < 200
+    rendered = RenderedLayer(layer)
+    out = rendered.render(tmp_path / "cache")
+    rgb, alpha, transform = read_back(out)
+    assert rgb.shape == (128, 128, 3) and (alpha == 255).all()
+    assert transform == pytest.approx((500000.0, 1.0, 0.0, 5000128.0, 0.0, -1.0))
+    # The bright 'aeroplane' sits at the centre of the raster.
+    assert rgb[64, 64].mean() > 200 and rgb[5, 5].mean() < 200
+    # Rendered once: the next search of the same layer and extent reuses the file.
+    mtime = out.stat().st_mtime_ns
+    assert RenderedLayer(layer).render(tmp_path / "cache") == out and out.stat().st_mtime_ns == mtime
+
+
+def test_a_cancelled_render_leaves_no_file(qgis_app, tmp_path):
+    layer = QgsRasterLayer(str(write_geotiff(tmp_path / "s.tif", size=600)), "s")
+    with pytest.raises(InterruptedError):
+        RenderedLayer(layer).render(tmp_path / "cache", is_cancelled=lambda: True)
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def make_xyz(folder, z=16, x0=35000, y0=23000):
@@ -92,17 +108,18 @@ def make_xyz(folder, z=16, x0=35000, y0=23000):
     return QgsRasterLayer(uri, "tiles", "wms"), QgsRectangle(xmin, ymax - 512 * res, xmin + 512 * res, ymax), res
 
 
-def test_xyz_layer_reads_through_qgis(qgis_app, tmp_path):
+def test_xyz_layer_renders_through_qgis(qgis_app, tmp_path):
     layer, extent, res = make_xyz(tmp_path / "xyz")
     assert layer.isValid() and layer_file_path(layer) is None
     source = source_for_layer(layer, extent=extent)
-    assert isinstance(source, QgisRasterSource)
-    assert source.transform.a == pytest.approx(res, rel=1e-6)  # the finest zoom level's resolution
+    assert isinstance(source, RenderedLayer)
+    assert source.resolution == pytest.approx(res, rel=1e-6)  # the finest zoom level's resolution
     assert (source.width, source.height) == (512, 512)
-    rgb, valid = source.read_rgb(Window(0, 0, 512, 512), (64, 64))
-    assert valid.all()
-    assert tuple(rgb[4, 4]) == (60, 60, 30) and tuple(rgb[4, 60]) == (160, 60, 30)
-    assert tuple(rgb[60, 4]) == (60, 160, 30) and tuple(rgb[48, 48]) == (250, 250, 250)
+    rgb, alpha, transform = read_back(source.render(tmp_path / "cache"))
+    assert (alpha == 255).all()
+    assert transform[0] == pytest.approx(extent.xMinimum()) and transform[3] == pytest.approx(extent.yMaximum())
+    assert tuple(rgb[32, 32]) == (60, 60, 30) and tuple(rgb[32, 480]) == (160, 60, 30)
+    assert tuple(rgb[480, 32]) == (60, 160, 30) and tuple(rgb[384, 384]) == (250, 250, 250)
 
 
 def test_search_over_an_xyz_layer_in_a_background_task(iface, tmp_path, tiny_checkpoint):
@@ -127,5 +144,5 @@ def test_search_over_an_xyz_layer_in_a_background_task(iface, tmp_path, tiny_che
     result = task.outcome.layer
     assert result is not None and result.featureCount() >= 1
     assert {f["source"] for f in result.getFeatures()} == {"tiles"}
-    assert all(t is not None and t.shape == (96, 96, 3) for t in task.outcome.thumbnails)
+    assert all(t is not None and (t.width(), t.height()) == (96, 96) for t in task.outcome.thumbnails)
     dock.cleanup()
