@@ -2,7 +2,9 @@
 
 For each configuration: images per second (median of several timed batches), FLOPs per image
 (counted by torch's FLOP counter: 2 per multiply-add, convolutions and matmuls), and the fraction
-of the measured float32 matmul throughput the model reaches. Run with `make bench`.
+of the measured float32 matmul throughput the model reaches. For the shipped model on a CPU, also
+ONNX Runtime's throughput (engine.onnx_embedder) against PyTorch's, alternated in the same rounds.
+Run with `make bench`.
 """
 from __future__ import annotations
 
@@ -83,6 +85,44 @@ def sketch_query_seconds(embedder: Embedder, repeats: int) -> tuple[float, float
     return as_set, single
 
 
+def onnx_embedder_for(embedder: Embedder):
+    """The ONNX Runtime encoder of the shipped model: its installed .onnx file, else a fresh export
+    in a temporary folder. None where onnxruntime or onnx is missing."""
+    import tempfile
+    from pathlib import Path
+
+    try:
+        from engine.onnx_embedder import OnnxEmbedder
+        from engine.onnx_export import export_onnx
+    except ImportError:
+        return None
+    checkpoint = Path(embedder.card.get("path") or default_checkpoint())
+    onnx_file = checkpoint.with_suffix(".onnx")
+    if not onnx_file.is_file():
+        onnx_file = export_onnx(checkpoint, Path(tempfile.mkdtemp(prefix="onnx-bench-")) / "default.onnx", verify=False)
+    return OnnxEmbedder(onnx_file, embedder.card)
+
+
+def onnx_against_torch(embedder: Embedder, batch: int, repeats: int) -> tuple[float, float, float] | None:
+    """Images/s of ONNX Runtime and of PyTorch on the same batches, timed alternately (shared machines:
+    both see the same load); returns (onnx img/s, torch img/s, median per-round ratio)."""
+    onnx = onnx_embedder_for(embedder)
+    if onnx is None:
+        return None
+    size = embedder.cfg.img_size
+    embedder.batch_size = onnx.batch_size = batch
+    x = torch.randn(batch, 3, size, size)
+    x_np = x.numpy()
+    onnx_ips, torch_ips, ratios = [], [], []
+    for _ in range(repeats):
+        t_onnx = median_seconds(lambda: onnx.embed_array(x_np), 1)
+        t_torch = median_seconds(lambda: embedder.embed_tensor(x), 1)
+        onnx_ips.append(batch / t_onnx)
+        torch_ips.append(batch / t_torch)
+        ratios.append(t_torch / t_onnx)
+    return statistics.median(onnx_ips), statistics.median(torch_ips), statistics.median(ratios)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
@@ -112,6 +152,14 @@ def main(argv=None) -> None:
             as_set, single = sketch_query_seconds(embedder, args.repeats)
             print(f"  one sketch query: {as_set * 1000:.0f} ms with its {embedder.sketch_views} views, "
                   f"{single * 1000:.0f} ms as drawn ({as_set / single:.1f}x)")
+        if name == "default" and device.type == "cpu":
+            versus = onnx_against_torch(embedder, batch, args.repeats)
+            if versus is None:
+                print("  ONNX Runtime: not installed (pip install onnxruntime onnx)")
+            else:
+                onnx_ips, torch_ips, ratio = versus
+                print(f"  ONNX Runtime: {onnx_ips:.1f} img/s against PyTorch's {torch_ips:.1f} img/s in the same "
+                      f"rounds (batch {batch}): {ratio:.2f}x PyTorch's speed")
 
 
 if __name__ == "__main__":
