@@ -439,17 +439,18 @@ def failure_message(what: str, returncode: int, tail: list[str]) -> str:
     if "DO NOT MATCH THE HASHES" in text.upper():
         hint = ("A downloaded file differs from the pinned one: a proxy or package mirror changed it, "
                 "or the index setting points at a different build.")
-    elif re.search(r"No matching distribution|Could not find a version|none of the wheel", text, re.I):
-        hint = "The package index has no file for this platform and Python version."
     elif re.search(r"NewConnectionError|Failed to establish|ProxyError|SSLError|timed out|"
                    r"Temporary failure in name resolution|Network is unreachable", text):
         hint = ("The package index cannot be reached: check the network connection, the proxy, "
                 f"or the index in the setting {SETTING_INDEX_URL}.")
+    elif re.search(r"No matching distribution|Could not find a version", text, re.I):
+        hint = ("The package index offers no file of it for this platform and Python version "
+                f"(or the setting {SETTING_INDEX_URL} names the wrong index).")
     elif re.search(r"No space left on device", text):
         hint = "The disk is full."
     else:
         hint = "The log has the details."
-    return f"{what} failed (exit status {returncode}): {detail[:300]} {hint}"
+    return f"{what} failed (exit status {returncode}): {detail[:300].rstrip('.')}. {hint}"
 
 
 def _remove_tree(path: Path) -> None:

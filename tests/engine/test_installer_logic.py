@@ -373,6 +373,44 @@ def test_failure_hints():
     assert "cannot be reached" in installer.failure_message(
         "pip", 1, ["WARNING: Retrying ... NewConnectionError('Failed to establish a new connection')",
                    "ERROR: Could not install requirement numpy"])
-    assert "no file for this platform" in installer.failure_message(
+    assert "no file of it for this platform" in installer.failure_message(
         "pip", 1, ["ERROR: Could not find a version that satisfies the requirement torch==2.14.1",
                    "ERROR: No matching distribution found for torch==2.14.1"])
+
+
+# ------------------------------------------------------------------ a whole install that stops half-way
+
+def test_cancel_half_way_removes_the_new_environment_and_keeps_the_old(tmp_path):
+    """A real venv is made, then Cancel arrives while pip runs: the old environment stays as it was."""
+    env_dir = fake_env(tmp_path / "python/sketch_search_env")
+    before = (env_dir / installer.MARKER).read_text()
+    steps = []
+    with pytest.raises(installer.InstallCancelled):
+        installer.install_environment(env_dir, "onnx", step=steps.append, check=None,
+                                      is_cancelled=lambda: installer.STEP_PIP in steps)
+    assert steps[-1] == installer.STEP_PIP
+    assert (env_dir / installer.MARKER).read_text() == before
+    assert sorted(p.name for p in env_dir.parent.iterdir()) == [
+        "sketch_search_env", "sketch_search_env-install.log", "sketch_search_env.lock"]
+    assert "Stopped: Install cancelled." in installer.install_log_path(env_dir).read_text()
+    assert not installer.install_running()
+
+
+def test_unreachable_index_fails_with_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # this machine's local package folders: off
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    env_dir = tmp_path / "python/sketch_search_env"
+    with pytest.raises(installer.InstallFailed) as err:
+        installer.install_environment(env_dir, "onnx", index_url=(tmp_path / "no-index").as_uri(), check=None)
+    assert str(err.value).startswith("Updating pip failed (exit status 1):") and "\n" not in str(err.value)
+    assert installer.environment_state(env_dir).status == "missing"
+    assert not env_dir.with_name("sketch_search_env.partial").exists()
+
+
+def test_a_finished_environment_replaces_the_old_one(tmp_path):
+    final = fake_env(tmp_path / "sketch_search_env", sha="0" * 64)
+    staging = fake_env(tmp_path / "sketch_search_env.partial")
+    installer._move_into_place(staging, final)
+    assert installer.environment_state(final).status == "ready"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sketch_search_env"]
