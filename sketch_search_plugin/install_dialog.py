@@ -7,6 +7,7 @@ environment.
 """
 from __future__ import annotations
 
+import html
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -104,7 +105,8 @@ class InstallDialog(QDialog):
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(20000)
         self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
-        self.log_view.setMinimumHeight(220)
+        self.log_view.setLineWrapMode(QPlainTextEdit.NoWrap)  # pip's lines stay lines
+        self.log_view.setMinimumHeight(160)
 
         self.buttons = QDialogButtonBox()
         self.install_button = QPushButton("Install")
@@ -125,7 +127,7 @@ class InstallDialog(QDialog):
         layout.addWidget(self.bar)
         layout.addWidget(self.log_view, 1)
         layout.addWidget(self.buttons)
-        self.resize(720, 480)
+        self.resize(760, 560)
         self._load_settings()
         self._show_state()
         self._set_running(False)
@@ -147,9 +149,13 @@ class InstallDialog(QDialog):
 
     def _show_state(self) -> None:
         state = installer.environment_state(self.env_dir)
-        self.intro.setText(
-            "The search engine runs outside QGIS, in a Python environment of its own: "
-            f"<br><code>{self.env_dir}</code><br>{state.detail}")
+        now = {"missing": "It is not installed yet.",
+               "incomplete": "An earlier install did not finish: install it again.",
+               "outdated": f"Installed ({state.flavour}); this version of the plugin brings newer packages: "
+                           "update it.",
+               "ready": f"Installed ({state.flavour}) and ready."}[state.status]
+        self.intro.setText("The search engine runs outside QGIS, in a Python environment of its own:"
+                           f"<br><code>{html.escape(str(self.env_dir))}</code><br>{now}")
         self.install_button.setText({"ready": "Reinstall", "outdated": "Update"}.get(state.status, "Install"))
         self.status.setText("")
 
