@@ -116,10 +116,8 @@ class Server:
             return False
         else:
             with self._lock:
-                if request.id in self._pending:
-                    duplicate = True
-                else:
-                    duplicate = False
+                duplicate = request.id in self._pending
+                if not duplicate:
                     self._pending[request.id] = request
             if duplicate:
                 self._send_error(request.id, "internal", f"malformed request: id {request.id} is already in use", "")

@@ -398,7 +398,7 @@ def test_sigkill_mid_search_leaves_the_index_usable(start_worker, tmp_path, big_
     started = None
     while True:  # past the index's first commit (every 2 s)
         message = worker.next()
-        assert message["type"] == "progress", message
+        assert message["type"] == "progress", f"{message}\nlog:\n{worker.log()}"
         if message["done"] > 0:
             started = started or time.perf_counter()
             if time.perf_counter() - started > 3.5:
@@ -415,8 +415,8 @@ def test_sigkill_mid_search_leaves_the_index_usable(start_worker, tmp_path, big_
     assert reply["type"] == "result", reply
     result = reply["result"]
     # what the killed worker committed is used; the rest of the strip is computed now
-    assert result["cached"] > 0 and result["computed"] + result["skipped"] == progress[-1]["total"]
-    assert len(result["matches"]) == 20
+    assert result["cached"] > 0 and result["computed"] + result["skipped"] == progress[-1]["total"], result
+    assert [m["rank"] for m in result["matches"]] == list(range(1, len(result["matches"]) + 1)) != [], result
 
 
 def test_extent_and_options_reach_the_engine(worker, tmp_path, rgb_tif, emb, bar_sketch, tiny_checkpoint):
