@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 from qgis.core import QgsApplication, QgsGraduatedSymbolRenderer, QgsVectorLayer
-from shapely.geometry import box
-
-from engine.search import Match
 from sketch_search_plugin import export
 from sketch_search_plugin.result_layer import build_result_layer
 from sketch_search_plugin.sketch_canvas import SketchCanvas
@@ -19,9 +16,14 @@ pytestmark = pytest.mark.qgis
 UTM33 = 'PROJCS["WGS 84 / UTM zone 33N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",15],PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32633"]]'
 
 
+def square_wkt(x0: float, y0: float, side: float) -> str:
+    return f"POLYGON(({x0} {y0},{x0 + side} {y0},{x0 + side} {y0 + side},{x0} {y0 + side},{x0} {y0}))"
+
+
 def sample_layer():
-    matches = [Match(box(500000 + 50 * i, 5000000, 500060 + 50 * i, 5000060), UTM33, i + 1, 0.9 - 0.1 * i,
-                     "scène ü", 60.0 * (1 + i % 2)) for i in range(4)]
+    """Matches as the worker sends them (protocol dicts), made into the result layer."""
+    matches = [{"wkt": square_wkt(500000 + 50 * i, 5000000, 60), "rank": i + 1, "score": 0.9 - 0.1 * i,
+                "source": "scène ü", "scale": 60.0 * (1 + i % 2)} for i in range(4)]
     return build_result_layer(matches, UTM33, "Sketch matches 12:00:00 plane"), matches
 
 
@@ -37,10 +39,10 @@ def test_export_reads_back(qgis_app, tmp_path, suffix):
     assert all(n in names for n in ("rank", "score", "source", "scale"))
     rows = sorted(back.getFeatures(), key=lambda f: f["rank"])
     for f, m in zip(rows, matches):
-        assert (f["rank"], f["source"], f["scale"]) == (m.rank, m.source, m.scale)
-        assert f["score"] == pytest.approx(m.score)
-        assert f.geometry().boundingBox().xMinimum() == pytest.approx(m.geometry.bounds[0])
-        assert f.geometry().area() == pytest.approx(m.geometry.area)
+        assert (f["rank"], f["source"], f["scale"]) == (m["rank"], m["source"], m["scale"])
+        assert f["score"] == pytest.approx(m["score"])
+        assert f.geometry().boundingBox().xMinimum() == pytest.approx(float(m["wkt"][9:15]))
+        assert f.geometry().area() == pytest.approx(3600.0)
 
 
 def test_export_never_overwrites_unasked(qgis_app, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""`make package` builds a zip that installs into a fresh QGIS profile and loads there, using the
-engine inside the zip (not the repository's)."""
+"""`make package` builds a zip that installs into a fresh QGIS profile and loads there; its worker
+runs the engine inside the zip (not the repository's)."""
 from __future__ import annotations
 
 import os
@@ -33,8 +33,10 @@ iface = iface_module.MinimalIface()
 qgis.utils.iface = iface
 assert qgis.utils.loadPlugin("sketch_search_plugin")
 assert qgis.utils.startPlugin("sketch_search_plugin")
-import engine, engine.search
-print("ENGINE", engine.__file__)
+from sketch_search_plugin import worker_client
+print("ENGINE", worker_client.engine_root())  # what the worker runs: the zip's engine
+print("HELLO", worker_client.WorkerClient(sys.executable).request("hello")["protocol"])
+print("HEAVY", sorted(m for m in ("torch", "shapely", "rasterio", "fiona", "engine") if m in sys.modules))
 print("NAME", qgis.utils.pluginMetadata("sketch_search_plugin", "name"))
 from qgis.PyQt.QtCore import QFile
 print("RESOURCES", QFile.exists(":/plugins/sketch_search_plugin/icon.svg"))
@@ -68,7 +70,9 @@ def test_zip_installs_into_a_fresh_profile_and_loads(qgis_app, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
-    assert out["ENGINE"].startswith(str(plugins / "sketch_search_plugin" / "vendor" / "engine"))
+    assert out["ENGINE"] == str(plugins / "sketch_search_plugin" / "vendor")
+    assert out["HELLO"] == "1"  # a worker started from the zip's engine answers
+    assert out["HEAVY"] == "[]"  # and nothing of the engine entered this QGIS process
     assert out["NAME"] == "Sketch Search"
     assert out["RESOURCES"] == "True"  # the compiled resources.qrc is in the zip and registered
     assert out["ACTIONS"] == "['Sketch Search']"
