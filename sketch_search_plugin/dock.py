@@ -192,6 +192,7 @@ class SketchSearchDock(QgsDockWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # narrow docks wrap instead
         scroll.setWidget(body)
         self.setWidget(scroll)
         self._update_buttons()
@@ -234,8 +235,9 @@ class SketchSearchDock(QgsDockWidget):
 
         python, why = configured_python()
         if python is None:
-            self._show_engine_problem("The search engine is not installed yet. It runs in a Python environment "
-                                      "of its own (about 300 MB for CPUs; the installer says what it downloads).")
+            self._show_engine_problem("The search engine is not installed yet. It runs outside QGIS, in a Python "
+                                      "environment of its own (for CPUs about 100 MB to download; the installer "
+                                      "shows what it does).")
             return None
         self.engine_label.setText("Starting the search engine…")
         self.info_task = EngineInfoTask(on_done=self._engine_started)

@@ -35,15 +35,16 @@ def layer_file_path(layer: QgsRasterLayer) -> str | None:
 
 
 def gdal_dataset_name(layer: QgsRasterLayer) -> str | None:
-    """What GDAL opens for a GDAL layer: its file, or its connection string (/vsicurl/..., a WMS
-    description, ...); None for layers of other providers."""
+    """What the worker's GDAL opens itself for a GDAL layer: its file, or a /vsi path (/vsicurl/,
+    /vsizip/, ...); None for anything else (other providers, database and service connection
+    strings), which QGIS renders instead."""
     if layer.providerType() != "gdal":
         return None
     path = layer_file_path(layer)
     if path:
         return path
     source = layer.source()
-    return source if source.startswith(("/vsi", "<GDAL_WMS", "WMTS:", "WCS:", "GPKG:", "NETCDF:", "HDF5:")) else None
+    return source if source.startswith("/vsi") else None
 
 
 def rendered_cache_dir() -> Path:

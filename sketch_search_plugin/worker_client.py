@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,11 +20,6 @@ PROTOCOL = 1
 CANCEL_GRACE_S = 2.0      # after this long without an answer to a cancel, the worker is killed
 START_TIMEOUT_S = 120.0   # a cold start on a slow disk (Python + numpy + the engine's light modules)
 PLUGIN_DIR = Path(__file__).resolve().parent
-SETTING_PYTHON = "SketchSearch/python"
-# Set by QGIS for its own Python and GDAL/PROJ; the engine's Python and its wheels' GDAL/PROJ
-# must not see them (a foreign PYTHONHOME breaks a venv; an older proj.db breaks every CRS).
-_FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB",
-                "PROJ_DATA", "GDAL_PYTHON_DRIVER_PATH", "CPL_ZIP_ENCODING")
 
 _EOF = {"type": "eof"}  # put on the reply queue when the worker's stdout closes
 LogFn = Callable[[str], None]
@@ -61,31 +54,23 @@ def engine_root() -> Path:
 
 
 def configured_python() -> tuple[str | None, str]:
-    """The engine's Python and where that choice came from: the SKETCH_SEARCH_PYTHON environment
-    variable, else the plugin setting, else the environment the installer made; (None, why) if none."""
-    explicit = os.environ.get("SKETCH_SEARCH_PYTHON")
-    if explicit:
-        return explicit, "the SKETCH_SEARCH_PYTHON environment variable"
-    try:
-        from qgis.core import QgsSettings
-        chosen = QgsSettings().value(SETTING_PYTHON, "", type=str)
-    except Exception:  # outside QGIS
-        chosen = ""
-    if chosen:
-        return chosen, f"the plugin setting {SETTING_PYTHON}"
+    """The engine's Python and where that choice came from (installer.engine_python: the
+    SKETCH_SEARCH_PYTHON environment variable, else the plugin setting, else the environment the
+    installer made); (None, why) when there is none."""
     from . import installer
 
-    python = installer.installed_python()
-    if python is not None:
-        return str(python), "the environment made by the installer"
-    return None, "the search engine is not installed"
+    chosen = installer.engine_python()
+    if chosen is None:
+        return None, "the search engine is not installed"
+    return chosen.path, chosen.source
 
 
 def worker_environment(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    """The worker's environment: no Python or GDAL/PROJ variables of QGIS's, the engine on its path."""
+    from .base_python import clean_environment
+
+    env = clean_environment()
     env["PYTHONPATH"] = str(engine_root())
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
     env.update(extra or {})
     return env
 
@@ -119,7 +104,9 @@ class WorkerClient:
         if not Path(self.python).is_file():
             raise EngineUnavailable(f"The search engine's Python {self.python} does not exist: install the engine "
                                     "again (Sketch Search dock → Install…) or choose another Python in the settings.")
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window on Windows
+        from .base_python import no_console_flags
+
+        flags = no_console_flags()
         try:
             self.proc = subprocess.Popen([self.python, "-m", "engine.worker"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,

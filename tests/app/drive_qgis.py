@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication, QTimer
 from qgis.PyQt.QtWidgets import QDockWidget, QFileDialog
 from qgis.utils import iface
@@ -68,13 +68,22 @@ def run():
     dock = window.findChild(QDockWidget, "SketchSearchDock")
     wait_for(lambda: dock is not None and dock.isVisible(), 10, "the dock")
 
-    # 3. The engine starts in its worker (the dock asks it for devices).
+    # 3. A new user: the dock says the engine is not installed; Install… once, in the installer dialog.
+    if ENV.get("SKETCH_SEARCH_APP_INSTALL"):
+        wait_for(lambda: dock.engine_banner.isVisible(), 30, "the 'not installed' banner")
+        step("not installed yet", banner=dock.engine_label.text())
+        shoot("app_not_installed")
+        QTimer.singleShot(500, drive_install_dialog)
+        dock.install_button.click()  # modal: returns when the dialog is closed
+        step("install dialog closed", **INSTALL)
+
+    # 4. The engine starts in its worker (the dock asks it for devices).
     wait_for(lambda: dock.engine_info or dock.engine_banner.isVisible() and dock.info_task is None, 240,
              "the search engine to start")
     step("engine", info=dock.engine_info, banner=dock.engine_label.text() if dock.engine_banner.isVisible() else "")
     assert dock.engine_info, f"the engine did not start: {dock.engine_label.text()}"
 
-    # 4. Imagery on the map, zoomed to it; the sketch loaded from a file.
+    # 5. Imagery on the map, zoomed to it; the sketch loaded from a file.
     layer = iface.addRasterLayer(ENV["SKETCH_SEARCH_APP_RASTER"], "imagery")
     assert layer is not None and layer.isValid(), "the raster did not load"
     iface.mapCanvas().setDestinationCrs(layer.crs())
@@ -86,7 +95,7 @@ def run():
     step("inputs ready", layers=[l.name() for l in QgsProject.instance().mapLayers().values()])
     shoot("app_dock_before")
 
-    # 5. Search, and wait for the ranked layer.
+    # 6. Search, and wait for the ranked layer.
     before = set(QgsProject.instance().mapLayers())
     dock.search_button.click()
     step("search started", status=dock.status.text(), running=dock.task is not None)
@@ -101,21 +110,43 @@ def run():
          thumbnails=sum(1 for i in range(dock.results.count()) if not dock.results.item(i).icon().isNull()))
     assert len(results) == 1, f"no result layer: {dock.status.text()}"
 
-    # 6. Click the best match: zoom and flash; screenshots of the dock and the map.
+    # 7. Click the best match: zoom and flash; screenshots of the dock and the map.
     dock.results.itemClicked.emit(dock.results.item(0))
     iface.mapCanvas().waitWhileRendering()
     report["screenshots"] = [shoot("app_search_done")]
 
-    # 7. Export through the dock's button (the file dialog answered as a user would).
+    # 8. Export through the dock's button (the file dialog answered as a user would).
     out = Path(ENV["SKETCH_SEARCH_APP_OUT"])
     QFileDialog.getSaveFileName = staticmethod(lambda *a, **k: (str(out), "ESRI Shapefile (*.shp)"))
     dock.export_button.click()
     step("exported", exists=out.is_file(), siblings=sorted(p.name for p in out.parent.glob(out.stem + ".*")))
 
-    # 8. Nothing of the engine inside QGIS's process.
+    # 9. Nothing of the engine inside QGIS's process.
     report["heavy_modules"] = sorted(m for m in HEAVY if m in sys.modules)
     report["ok"] = True
     step("done")
+
+
+INSTALL = {}
+
+
+def drive_install_dialog():
+    """Inside the installer dialog's own event loop: press Install, wait for the end, close it."""
+    from qgis.PyQt.QtWidgets import QApplication
+
+    dialog = QApplication.activeModalWidget()
+    try:
+        INSTALL["title"] = dialog.windowTitle()
+        dialog.install_button.click()
+        wait_for(lambda: not dialog.running(), 600, "the install to finish")
+        INSTALL["status"] = dialog.status.text()
+        INSTALL["log_lines"] = dialog.log_view.document().blockCount()
+        INSTALL["shot"] = str(SHOTS / "app_installed.png")
+        dialog.grab().save(INSTALL["shot"])
+    except Exception:
+        INSTALL["error"] = traceback.format_exc()
+    finally:
+        dialog.close()
 
 
 def main():

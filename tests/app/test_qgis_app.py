@@ -10,6 +10,8 @@ from pathlib import Path
 from .conftest import need, run_killing_group
 
 DRIVER = Path(__file__).resolve().parent / "drive_qgis.py"
+# pip's download cache outside the repository: a second run of the install test downloads nothing.
+PIP_CACHE = Path.home() / ".cache" / "sketch-search-tests" / "pip"
 
 
 def run_qgis(tmp_path: Path, env_extra: dict, timeout: int = 420) -> tuple[subprocess.CompletedProcess, dict]:
@@ -43,3 +45,28 @@ def test_search_in_the_real_qgis_application(tmp_path, plugin_zip, mosaic, data_
     assert {"planes.shp", "planes.shx", "planes.dbf", "planes.prj"} <= set(steps["exported"]["siblings"]), context
     assert report["heavy_modules"] == [], context  # the engine's libraries never entered QGIS's process
     assert steps["engine"]["info"]["protocol"] == 1
+
+
+def test_a_new_user_installs_the_engine_then_searches(tmp_path, plugin_zip, mosaic, data_dir):
+    """A fresh profile, no engine: the dock offers Install…, the plugin's installer makes the
+    engine's environment from PyPI (with hashes) in the profile, checks it, and the search works."""
+    need("qgis", "xvfb-run")
+    (tmp_path / "out").mkdir()
+    env = {"SKETCH_SEARCH_APP_ZIP": str(plugin_zip), "SKETCH_SEARCH_APP_RASTER": str(mosaic),
+           "SKETCH_SEARCH_APP_SKETCH": str(data_dir / "eoc_sketches" / "Aeroplane" / "3.jpg"),
+           "SKETCH_SEARCH_APP_OUT": str(tmp_path / "out" / "planes.shp"), "SKETCH_SEARCH_APP_INSTALL": "1",
+           "SKETCH_SEARCH_INDEX": str(tmp_path / "index"), "PIP_CACHE_DIR": str(PIP_CACHE)}
+    saved = os.environ.pop("SKETCH_SEARCH_PYTHON", None)
+    try:
+        proc, report = run_qgis(tmp_path, env)
+    finally:
+        if saved is not None:
+            os.environ["SKETCH_SEARCH_PYTHON"] = saved
+    context = f"exit {proc.returncode}\nreport: {json.dumps(report, indent=1)[-4000:]}\nstderr: {proc.stderr[-3000:]}"
+    assert proc.returncode == 0 and report.get("ok"), context
+    steps = {s["step"]: s for s in report["steps"]}
+    assert "not installed" in steps["not installed yet"]["banner"], context
+    assert "error" not in steps["install dialog closed"] and "Installed" in steps["install dialog closed"]["status"], context
+    env_dir = tmp_path / "profiles" / "profiles" / "default" / "python" / "sketch_search_env"
+    assert steps["engine"]["info"]["runtime"] == "onnx" and env_dir.is_dir(), context  # no GPU here: the small engine
+    assert len(steps["searched"]["ranks"]) >= 1 and report["heavy_modules"] == [], context
