@@ -235,7 +235,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol type="fill" alpha="1" clip_to_extent="1" name="2" force_rhr="0">
+      <symbol type="fill" alpha="0.85" clip_to_extent="1" name="2" force_rhr="0">
         <data_defined_properties>
           <Option type="Map">
             <Option value="" type="QString" name="name"/>
@@ -342,7 +342,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol type="fill" alpha="1" clip_to_extent="1" name="3" force_rhr="0">
+      <symbol type="fill" alpha="0.6" clip_to_extent="1" name="3" force_rhr="0">
         <data_defined_properties>
           <Option type="Map">
             <Option value="" type="QString" name="name"/>
@@ -364,7 +364,7 @@
             <Option value="bevel" type="QString" name="joinstyle"/>
             <Option value="255,255,255,200" type="QString" name="line_color"/>
             <Option value="solid" type="QString" name="line_style"/>
-            <Option value="0.95" type="QString" name="line_width"/>
+            <Option value="0.55" type="QString" name="line_width"/>
             <Option value="MM" type="QString" name="line_width_unit"/>
             <Option value="0" type="QString" name="offset"/>
             <Option value="3x:0,0,0,0,0,0" type="QString" name="offset_map_unit_scale"/>
@@ -392,7 +392,7 @@
           <prop k="joinstyle" v="bevel"/>
           <prop k="line_color" v="255,255,255,200"/>
           <prop k="line_style" v="solid"/>
-          <prop k="line_width" v="0.95"/>
+          <prop k="line_width" v="0.55"/>
           <prop k="line_width_unit" v="MM"/>
           <prop k="offset" v="0"/>
           <prop k="offset_map_unit_scale" v="3x:0,0,0,0,0,0"/>
@@ -449,7 +449,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol type="fill" alpha="1" clip_to_extent="1" name="4" force_rhr="0">
+      <symbol type="fill" alpha="0.45" clip_to_extent="1" name="4" force_rhr="0">
         <data_defined_properties>
           <Option type="Map">
             <Option value="" type="QString" name="name"/>
@@ -471,7 +471,7 @@
             <Option value="bevel" type="QString" name="joinstyle"/>
             <Option value="255,255,255,200" type="QString" name="line_color"/>
             <Option value="solid" type="QString" name="line_style"/>
-            <Option value="0.85" type="QString" name="line_width"/>
+            <Option value="0.45" type="QString" name="line_width"/>
             <Option value="MM" type="QString" name="line_width_unit"/>
             <Option value="0" type="QString" name="offset"/>
             <Option value="3x:0,0,0,0,0,0" type="QString" name="offset_map_unit_scale"/>
@@ -499,7 +499,7 @@
           <prop k="joinstyle" v="bevel"/>
           <prop k="line_color" v="255,255,255,200"/>
           <prop k="line_style" v="solid"/>
-          <prop k="line_width" v="0.85"/>
+          <prop k="line_width" v="0.45"/>
           <prop k="line_width_unit" v="MM"/>
           <prop k="offset" v="0"/>
           <prop k="offset_map_unit_scale" v="3x:0,0,0,0,0,0"/>
