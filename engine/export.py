@@ -99,10 +99,20 @@ def write_polygons(path: str | os.PathLike, geometries: Sequence, fields: dict[s
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"cannot write {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if _disk_full(path.parent):  # GDAL words it as an SQL or driver error
+            raise ExportError(f"cannot write {path}: the disk is full (free some space or write elsewhere)") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExportError(f"cannot write {path}: {reason[:300]}") from None
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return path
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def write_matches(path: str | os.PathLike, matches: Sequence, crs_wkt: str | None = None, overwrite: bool = False) -> Path:

@@ -98,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, _exit_interrupted) if in_main_thread else None
     interrupted = False
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
         prog = f"{PROG} {args.command}"
         _running.append(prog)
+        if extra:  # argparse would name the top-level program; the command is what was mistyped
+            parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)\n")
         verbose = bool(getattr(args, "verbose", False))
         with _native_stderr_quiet(not verbose), _logging(prog, verbose):
             if in_main_thread:  # from here on Ctrl-C raises, so finished work is committed first

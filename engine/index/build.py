@@ -241,9 +241,9 @@ def write_tile_layer(layer: Layer) -> None:
                        {"tile": ids, "row": rows, "col": cols, "scale": np.full(len(ids), layer.grid.tile_m)},
                        layer.source.crs_wkt, overwrite=True, layer="tiles")
     except (ExportError, OSError) as exc:
-        log.warning("could not write %s (tile polygons for GIS; searching does not need them, and the next "
-                    "run that can write the index tries again)", entry.folder / "tiles.gpkg")
-        log.info("writing %s failed: %s", entry.folder / "tiles.gpkg", exc)
+        # Not worth a warning: a search does not need it, and the next run that writes the index tries
+        # again (a full disk is reported by the commit that meets it).
+        log.info("could not write %s (tile polygons for GIS): %s", entry.folder / "tiles.gpkg", exc)
 
 
 def nothing_to_search(layers: list[Layer], min_valid: float) -> str | None:

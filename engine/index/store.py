@@ -133,7 +133,7 @@ def free_bytes(folder: Path) -> int:
 def write_error(folder: Path, exc: OSError, doing: str) -> TileIndexError:
     """One line for an OSError met while writing the index: what happened and what to do."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return TileIndexError(f"the disk holding the tile index {folder} is full ({doing}): free some space, "
+        return TileIndexError(f"the disk is full: cannot write the tile index {folder} ({doing}); free some space, "
                               f"choose another folder (--index-dir or SKETCH_SEARCH_INDEX), or search with --no-index")
     return TileIndexError(f"cannot use the tile index folder {folder} ({doing}): {exc.strerror or exc} "
                           f"(choose another folder with --index-dir or SKETCH_SEARCH_INDEX, or search with --no-index)")
@@ -317,6 +317,8 @@ class IndexEntry:
         try:
             if not self.exists:
                 _create(self.folder, self.meta, self.count, self.dim)
+            else:
+                remove_stale_temporaries(self.folder.parent)
             lock = open(self.folder / "lock", "a+b")
         except OSError as exc:
             if exc.errno not in READ_ONLY_ERRNOS:
@@ -656,7 +658,11 @@ def remove_entries(root: Path, raster_identity_prefix: str | None = None) -> int
     for item in list_entries(root):
         raster = item.get("key", {}).get("raster", "")
         if raster_identity_prefix is None or raster.startswith(raster_identity_prefix):
-            shutil.rmtree(item["folder"])
+            try:
+                shutil.rmtree(item["folder"])
+            except OSError as exc:
+                raise TileIndexError(f"cannot remove the index entry {item['folder']}: {exc.strerror or exc} "
+                                     f"(the index folder is read-only here, or belongs to someone else)") from None
             removed += 1
     root = Path(root)
     if raster_identity_prefix is None and root.is_dir():  # leftovers of killed runs
