@@ -49,6 +49,8 @@ def shoot(name):
 
 def run():
     window = iface.mainWindow()
+    # As maximised on a desktop: the whole screen (Xvfb has no window manager to maximise it).
+    window.setGeometry(window.screen().availableGeometry())
     step("qgis up", version=QgsApplication.instance().applicationVersion() if hasattr(
         QgsApplication.instance(), "applicationVersion") else "", size=[window.width(), window.height()])
 
@@ -67,6 +69,11 @@ def run():
     actions[0].trigger()
     dock = window.findChild(QDockWidget, "SketchSearchDock")
     wait_for(lambda: dock is not None and dock.isVisible(), 10, "the dock")
+    QCoreApplication.processEvents()
+    screen = window.screen().availableGeometry() if hasattr(window, "screen") else None
+    step("dock open", window=[window.frameGeometry().width(), window.frameGeometry().height()],
+         screen=[screen.width(), screen.height()] if screen is not None else None,
+         dock=[dock.width(), dock.height()])
 
     # 3. A new user: the dock says the engine is not installed; Install… once, in the installer dialog.
     if ENV.get("SKETCH_SEARCH_APP_INSTALL"):
@@ -113,7 +120,13 @@ def run():
     # 7. Click the best match: zoom and flash; screenshots of the dock and the map.
     dock.results.itemClicked.emit(dock.results.item(0))
     iface.mapCanvas().waitWhileRendering()
+    end = time.monotonic() + 2  # let the flash end
+    while time.monotonic() < end:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+    iface.messageBar().clearWidgets()
     report["screenshots"] = [shoot("app_search_done")]
+    dock.grab().save(str(SHOTS / "app_dock.png"))
 
     # 8. Export through the dock's button (the file dialog answered as a user would).
     out = Path(ENV["SKETCH_SEARCH_APP_OUT"])

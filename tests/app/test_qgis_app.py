@@ -38,6 +38,8 @@ def test_search_in_the_real_qgis_application(tmp_path, plugin_zip, mosaic, data_
     assert proc.returncode == 0, context  # QGIS itself ended normally: no crash, no abort
     assert report.get("ok"), context
     steps = {s["step"]: s for s in report["steps"]}
+    opened = steps["dock open"]
+    assert opened["window"][1] <= opened["screen"][1], context  # the dock never makes QGIS taller than the screen
     searched = steps["searched"]
     assert searched["error"] is None and len(searched["layers"]) == 1, context
     assert sorted(searched["ranks"]) == list(range(1, len(searched["ranks"]) + 1)) and searched["ranks"], context
