@@ -172,6 +172,15 @@ class WorkerClient:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self.proc is not None:
+            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                try:
+                    pipe.close()
+                except (OSError, ValueError):
+                    pass
 
     def close(self) -> None:
         """Asks the worker to exit; kills it if it does not within a few seconds."""
@@ -182,6 +191,7 @@ class WorkerClient:
                 self.proc.wait(5)
             except (OSError, subprocess.TimeoutExpired, ValueError):
                 self._kill()
+        self._close_pipes()
         self.proc = None
 
     # ---- requests ----------------------------------------------------------------------------
@@ -231,6 +241,7 @@ class WorkerClient:
                 self._kill()
             self._stderr_reader.join(2)
         details = f"while serving '{op}': " + self._tail_text()
+        self._close_pipes()
         self.proc = None
         raise WorkerDied("The search engine stopped unexpectedly; the next search starts it again. "
                          "Details are in the log tab 'Sketch Search'.", details)
