@@ -19,10 +19,30 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
+def _has_real_data() -> bool:
+    return (DATA / "eoc_sketches").is_dir() and (DATA / "ucm10").is_dir()
+
+
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    if not (DATA / "eoc_sketches").is_dir():
-        pytest.skip(f"real data not found under {DATA} (set SKETCH_SEARCH_DATA)")
+def data_dir(tmp_path_factory) -> Path:
+    """Real imagery and sketches: the shared data (SKETCH_SEARCH_DATA, else ../shared/data) when it is
+    there, else a stand-in with the same layout made from the repository's sample (tests/sample_data.py:
+    the sample's UC Merced images and our own sketches)."""
+    if _has_real_data():
+        return DATA
+    from tests.sample_data import build_stand_in, sample_is_complete
+
+    if not sample_is_complete():
+        pytest.skip(f"neither real data under {DATA} nor the repository's sample (samples/)")
+    return build_stand_in(tmp_path_factory.mktemp("sample_data"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The shared data itself, for the few tests tied to particular files of it (their reason is in
+    the skip message)."""
+    if not _has_real_data():
+        pytest.skip(f"needs the real Earth-on-Canvas and UC Merced files under {DATA} (set SKETCH_SEARCH_DATA)")
     return DATA
 
 

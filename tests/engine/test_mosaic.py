@@ -104,8 +104,9 @@ def test_eval_cli_on_ucm_with_real_sketches(tmp_path, data_dir, tiny_checkpoint,
 
 @pytest.mark.slow
 def test_default_model_finds_aeroplanes_on_ucm(tmp_path, data_dir):
-    """The shipped model on real Earth-on-Canvas aeroplane sketches over a UC Merced mosaic must
-    beat chance clearly (precision@10 at least twice that of randomly drawn tiles)."""
+    """The shipped model on real Earth-on-Canvas aeroplane sketches (without the shared data: the
+    sample's own sketches) over a UC Merced mosaic must beat chance clearly (precision@10 at least
+    twice that of randomly drawn tiles)."""
     if not default_checkpoint().is_file():
         pytest.skip("the default model is not installed")
     tif, truth = build_mosaic(data_dir / "ucm10", tmp_path / "u.tif", tmp_path / "u.gpkg", MosaicSpec(per_class=10))
