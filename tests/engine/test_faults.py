@@ -475,32 +475,47 @@ import engine.index.build as build
 build.COMMIT_SECONDS = 0.0      # commit after every batch, so a signal can land anywhere in a commit
 real = build.read_tiles
 def slow(*a, **k):
-    time.sleep(0.15)
+    time.sleep(0.2)
     return real(*a, **k)
 build.read_tiles = slow
 sys.exit(engine.cli.main())
 """
 
 
-def _interrupt_builds(tmp_path, world, tiny_checkpoint, moments, sig) -> list[tuple[float, int, str]]:
+def _interrupt_builds(tmp_path, world, tiny_checkpoint, moments, sig) -> list[tuple[object, int, str, str]]:
+    """One build per moment, each continuing the same index, signalled at that moment: a number
+    of seconds after the start, or "computing" (once the first tiles are committed)."""
     script = tmp_path / "sketch-search"
     script.write_text(SLOW_BUILD)
     argv = [sys.executable, str(script), "index", "build", "--raster", str(world["tif"]), "--checkpoint",
-            str(tiny_checkpoint), "--device", "cpu", "--index-dir", str(tmp_path / "idx"), "--tile-size", "60", "120"]
+            str(tiny_checkpoint), "--device", "cpu", "--index-dir", str(tmp_path / "idx"), "--tile-size", "30", "60"]
     results = []
     for moment in moments:
+        before = _embedded(tmp_path / "idx")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
-        time.sleep(moment)
+        if moment == "computing":
+            deadline = time.time() + 120
+            while _embedded(tmp_path / "idx") <= before and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.02)
+        else:
+            time.sleep(moment)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-        results.append((moment, proc.returncode, err))
+        out, err = proc.communicate(timeout=120)
+        results.append((moment, proc.returncode, out, err))
     return results
+
+
+def _embedded(index: Path) -> int:
+    try:
+        return sum(int((np.load(f / COMMIT_FILE)["state"] != 0).sum()) for f in index.iterdir() if not f.name.startswith("."))
+    except (OSError, ValueError, KeyError):  # a commit being replaced right now
+        return 0
 
 
 def _assert_resumed_equals_clean(tmp_path, world, emb):
     """Finish the interrupted index, then compare every stored row with a clean build."""
     src = RasterioSource(world["tif"])
-    opts = SearchOptions(tile_sizes_m=(60, 120), stage2=False)
+    opts = SearchOptions(tile_sizes_m=(30, 60), stage2=False)
     build_index(emb, [src], options=SearchOptions(**{**opts.__dict__, "index_dir": tmp_path / "idx"}))
     build_index(emb, [src], options=SearchOptions(**{**opts.__dict__, "index_dir": tmp_path / "clean"}))
     for resumed, clean in zip(list_entries(tmp_path / "idx"), list_entries(tmp_path / "clean")):
@@ -512,22 +527,30 @@ def _assert_resumed_equals_clean(tmp_path, world, emb):
 
 
 def _ctrl_c_holds(results):
-    for moment, code, err in results:
+    for moment, code, out, err in results:
+        if "index ready" in out:  # the build had finished; Ctrl-C met the interpreter's exit
+            assert code in (0, -signal.SIGINT, 130) and "Traceback" not in err, (moment, code, err)
+            continue
         assert code == 130 and err == "sketch-search index: interrupted\n", (moment, code, err)
 
 
 def test_ctrl_c_at_any_moment_is_one_line_and_resumes_exactly(tmp_path, world, tiny_checkpoint, emb):
-    # during start-up and imports, while loading the model, and in the middle of computing
-    _ctrl_c_holds(_interrupt_builds(tmp_path, world, tiny_checkpoint, [0.05, 1.0, 3.5], signal.SIGINT))
+    # during the heavy imports (before any work), then in the middle of computing; more moments in
+    # the slow test below
+    results = _interrupt_builds(tmp_path, world, tiny_checkpoint, [0.3, "computing"], signal.SIGINT)
+    _ctrl_c_holds(results)
+    assert all("index ready" not in out for _, _, out, _ in results)
     _assert_resumed_equals_clean(tmp_path, world, emb)
 
 
 @pytest.mark.slow
 def test_many_random_signals_then_resume_exactly(tmp_path, world, tiny_checkpoint, emb):
     rng = random.Random(9)
-    _ctrl_c_holds(_interrupt_builds(tmp_path, world, tiny_checkpoint, [rng.uniform(0, 5) for _ in range(12)],
-                                    signal.SIGINT))
-    for moment, code, _ in _interrupt_builds(tmp_path, world, tiny_checkpoint,
-                                             [rng.uniform(2, 6) for _ in range(6)], signal.SIGKILL):
-        assert code in (-signal.SIGKILL, 0), (moment, code)
+    # from 0.1 s on: before that Python itself is starting (its site module), where no program can
+    # answer Ctrl-C
+    moments = [0.1, 0.5, 1.0, "computing", "computing"] + [rng.uniform(0.1, 6) for _ in range(10)]
+    _ctrl_c_holds(_interrupt_builds(tmp_path, world, tiny_checkpoint, moments, signal.SIGINT))
+    for moment, code, out, _ in _interrupt_builds(tmp_path, world, tiny_checkpoint,
+                                                  [rng.uniform(2, 7) for _ in range(6)], signal.SIGKILL):
+        assert code == -signal.SIGKILL or "index ready" in out, (moment, code)
     _assert_resumed_equals_clean(tmp_path, world, emb)
