@@ -185,8 +185,40 @@ def wobble(stroke: Points, rng: random.Random, amplitude: float) -> Points:
     return out
 
 
+def crossing(inside: tuple[float, float], outside: tuple[float, float]) -> tuple[float, float]:
+    """Where the segment from a point on the canvas to one off it meets the canvas's edge."""
+    t = 1.0
+    for a, b in zip(inside, outside):
+        if b < 0:
+            t = min(t, a / (a - b))
+        elif b > LOGICAL:
+            t = min(t, (LOGICAL - a) / (b - a))
+    return tuple(a + (b - a) * t for a, b in zip(inside, outside))
+
+
+def on_canvas(stroke: Points) -> list[Points]:
+    """The parts of a stroke on the canvas, each ending at the edge where it runs off (as a line
+    drawn off the paper; the canvas itself never reports a point outside)."""
+    def inside(p):
+        return 0 <= p[0] <= LOGICAL and 0 <= p[1] <= LOGICAL
+
+    parts, current = [], []
+    for i, p in enumerate(stroke):
+        if inside(p):
+            if not current and i and not inside(stroke[i - 1]):
+                current.append(crossing(p, stroke[i - 1]))
+            current.append(p)
+        elif current:
+            current.append(crossing(current[-1], p))
+            parts.append(current)
+            current = []
+    if current:
+        parts.append(current)
+    return [part for part in parts if len(part) > 1]
+
+
 def hand_drawn(strokes: list[Points], rng: random.Random, amplitude: float = 2.0, step: float = 3.0) -> list[Points]:
-    return [wobble(resample(s, step), rng, amplitude) for s in strokes]
+    return [part for s in strokes for part in on_canvas(wobble(resample(s, step), rng, amplitude))]
 
 
 # ---- the sample sketches -------------------------------------------------------------------------------
