@@ -252,7 +252,12 @@ class IndexEntry:
                     raise _Damaged(f"{folder / COMMIT_FILE} does not fit the entry's tokens")
                 # killed between adding the token file and the next commit: no token stored yet
                 self.tok_crc = np.zeros(self._n_blocks(stored["tok_block_rows"]), np.uint32)
-            self.tokens = self._map(TOKENS_FILE, np.float16, (self.count, self.n_tokens, self.dim))
+            try:
+                self.tokens = self._map(TOKENS_FILE, np.float16, (self.count, self.n_tokens, self.dim))
+            except _Damaged as exc:  # the vectors are fine: only the tokens are computed again
+                self.problems.append(str(exc))
+                self.tokstate[:] = 0
+                self.tok_crc[:] = 0
         elif self.tokstate.any():
             raise _Damaged(f"{folder / COMMIT_FILE} marks tokens that meta.json does not have")
 

@@ -132,6 +132,8 @@ def test_a_damaged_entry_is_recomputed_never_read(tmp_path, world, emb, bar_sket
     src = RasterioSource(world["tif"])
     first = run_search(emb, bar_sketch, [src], options=opts)
     assert _ranking(first) == world["stage2" if stage2 else "stage1"]  # the same as computing from scratch
+    if stage2:
+        assert first.computed == 0  # damaged tokens cost the tokens only, not the vectors
     assert any(str(folder) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     # repaired: the next search computes nothing and the entry checks out whole
     again = run_search(emb, bar_sketch, [src], options=opts)
@@ -553,4 +555,18 @@ def test_many_random_signals_then_resume_exactly(tmp_path, world, tiny_checkpoin
     for moment, code, out, _ in _interrupt_builds(tmp_path, world, tiny_checkpoint,
                                                   [rng.uniform(2, 7) for _ in range(6)], signal.SIGKILL):
         assert code == -signal.SIGKILL or "index ready" in out, (moment, code)
+    _assert_resumed_equals_clean(tmp_path, world, emb)
+
+
+@pytest.mark.slow
+def test_two_builds_at_once_share_the_work_and_agree(tmp_path, world, tiny_checkpoint, emb):
+    script = tmp_path / "sketch-search"
+    script.write_text(SLOW_BUILD)
+    argv = [sys.executable, str(script), "index", "build", "--raster", str(world["tif"]), "--checkpoint",
+            str(tiny_checkpoint), "--device", "cpu", "--index-dir", str(tmp_path / "idx"), "--tile-size", "30", "60"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+             for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and err == "" and "index ready" in out, err
     _assert_resumed_equals_clean(tmp_path, world, emb)
