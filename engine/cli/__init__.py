@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 from contextlib import contextmanager
@@ -213,8 +212,8 @@ def _logging(prog: str, verbose: bool):
 @contextmanager
 def _native_stderr_quiet(enabled: bool):
     """Messages C libraries write straight to file descriptor 2 (GDAL's and PROJ's "ERROR 1: ...",
-    torch's warnings) go to a scratch file instead of the terminal; Python's own stderr (our one
-    line, the progress bar) keeps the real one."""
+    torch's warnings) are dropped instead of reaching the terminal (-v keeps them); Python's own
+    stderr (our one line, warnings, the progress bar) keeps the real one."""
     if not enabled:
         yield
         return
@@ -224,13 +223,13 @@ def _native_stderr_quiet(enabled: bool):
     except (OSError, ValueError, AttributeError):
         yield
         return
-    scratch = tempfile.TemporaryFile()
+    sink = os.open(os.devnull, os.O_WRONLY)
     swapped = None
     try:
         if _writes_to_fd2(sys.stderr):
             swapped = sys.stderr
             sys.stderr = open(saved, "w", buffering=1, errors="backslashreplace", closefd=False)
-        os.dup2(scratch.fileno(), 2)
+        os.dup2(sink, 2)
         yield
     finally:
         try:
@@ -242,7 +241,7 @@ def _native_stderr_quiet(enabled: bool):
             sys.stderr.close()
             sys.stderr = swapped
         os.close(saved)
-        scratch.close()
+        os.close(sink)
 
 
 def _writes_to_fd2(stream) -> bool:
