@@ -4,7 +4,6 @@
 # Layout of the zip (one top-level folder, as QGIS and plugins.qgis.org expect):
 #   sketch_search_plugin/            the plugin's own code, icons, styles, LICENSE
 #   sketch_search_plugin/metadata.txt                     copied from the repository root
-#   sketch_search_plugin/resources_rc.py                  compiled here from resources.qrc (pyrcc5)
 #   sketch_search_plugin/vendor/engine/                    the engine, run by the worker process
 #                                                          (PYTHONPATH=vendor), never imported by QGIS
 #   .../vendor/engine/models/default.*                     the default model, if present and small enough,
@@ -19,7 +18,6 @@ ZIP_LIMIT_MB=${ZIP_LIMIT_MB:-25}   # plugins.qgis.org refuses larger uploads
 PLUGIN=sketch_search_plugin
 OUT="$BUILD/$PLUGIN"
 
-command -v pyrcc5 >/dev/null || { echo "package: pyrcc5 not found (apt-get install pyqt5-dev-tools, or run make setup)" >&2; exit 1; }
 rm -rf "$BUILD"
 mkdir -p "$OUT/vendor" "$DIST"
 
@@ -36,7 +34,6 @@ copy_tree() {  # copy_tree SRC_DIR DEST_DIR
 copy_tree "$PLUGIN" "$OUT"
 copy_tree engine "$OUT/vendor/engine"
 cp metadata.txt "$OUT/"
-pyrcc5 -o "$OUT/resources_rc.py" resources.qrc
 
 # The default model: shipped when it exists and the zip stays under the limit.
 model=engine/models/default.safetensors
@@ -79,7 +76,7 @@ with zipfile.ZipFile(zip_path) as z:
     tops = {n.split("/")[0] for n in names}
     if tops != {plugin}:
         errors.append(f"the zip must hold exactly one folder {plugin}/, found {sorted(tops)}")
-    required = ["__init__.py", "plugin.py", "metadata.txt", "LICENSE", "resources_rc.py", "worker_client.py",
+    required = ["__init__.py", "plugin.py", "metadata.txt", "LICENSE", "icons/icon.svg", "worker_client.py",
                 "styles/sketch_matches.qml", "vendor/engine/__init__.py", "vendor/engine/search.py",
                 "vendor/engine/worker/__main__.py"]
     for r in required:

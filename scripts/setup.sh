@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a fresh Debian machine, idempotently:
 #   1. QGIS (the desktop application, qgis_process and the Python bindings) from Debian (system
-#      Python /usr/bin/python3), Xvfb for the real-application tests;
+#      Python /usr/bin/python3), Xvfb for the real-application tests, debootstrap (as root) for
+#      the chroot with today's QGIS LTR that the tests make on first use;
 #   2. a virtual environment .venv made from that Python with --system-site-packages,
 #      so it sees QGIS and PyQt5 and takes our pinned packages;
 #   3. the pinned Python dependencies and the engine itself (editable).
@@ -17,7 +18,8 @@ need_apt=()
 command -v qgis >/dev/null || need_apt+=(qgis)  # the desktop application: real-application tests
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
 command -v xauth >/dev/null || need_apt+=(xauth)  # xvfb-run needs it
-command -v pyrcc5 >/dev/null || need_apt+=(pyqt5-dev-tools)  # compiles the plugin's resources.qrc
+# debootstrap makes the Debian sid chroot with today's QGIS LTR (tests/app/sid_chroot.py; root only)
+[ "$(id -u)" -ne 0 ] || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing from Debian: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -6,8 +6,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsGeometry, QgsMapLayerProxyModel,
-                       QgsMessageLog, QgsProject, QgsVectorLayer)
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsGeometry, QgsMessageLog, QgsProject,
+                       QgsVectorLayer)
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
 from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QIcon, QPixmap
@@ -17,6 +17,7 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpin
                                  QVBoxLayout, QWidget)
 
 from . import inputs
+from .compat import RASTER_OR_POLYGON_LAYERS
 from .search_task import LOG_TAG, EngineInfoTask, PrepareTask, SearchRequest, SearchTask
 from .sketch_canvas import SketchCanvas
 from .theme import icon
@@ -121,7 +122,7 @@ class SketchSearchDock(QgsDockWidget):
         self.extent_mode.currentIndexChanged.connect(self._update_buttons)
         form.addRow("Extent", self.extent_mode)
         self.extent_layer = QgsMapLayerComboBox()
-        self.extent_layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PolygonLayer)
+        self.extent_layer.setFilters(RASTER_OR_POLYGON_LAYERS)
         form.addRow("Layer", self.extent_layer)
         self.draw_button = QPushButton("Draw a rectangle on the map")
         self.draw_button.setCheckable(True)
@@ -308,7 +309,7 @@ class SketchSearchDock(QgsDockWidget):
                 self.canvas.load_image(name)
                 self.sketch_label = Path(name).stem
             except Exception as exc:
-                self._message(f"Cannot load the sketch: {exc}", Qgis.Warning)
+                self._message(f"Cannot load the sketch: {exc}", Qgis.MessageLevel.Warning)
 
     def _save_sketch(self) -> None:
         name, _ = QFileDialog.getSaveFileName(self, "Save the sketch", f"{self.sketch_label}.png", "PNG image (*.png)")
@@ -316,7 +317,7 @@ class SketchSearchDock(QgsDockWidget):
             try:
                 self.canvas.save_image(name if name.lower().endswith(".png") else name + ".png")
             except Exception as exc:
-                self._message(str(exc), Qgis.Warning)
+                self._message(str(exc), Qgis.MessageLevel.Warning)
 
     # ---- search --------------------------------------------------------------------------------------
     def chosen_layers(self) -> list:
@@ -375,11 +376,11 @@ class SketchSearchDock(QgsDockWidget):
         try:
             request = self.build_request()
         except inputs.InputError as exc:
-            self._message(str(exc), Qgis.Warning)
+            self._message(str(exc), Qgis.MessageLevel.Warning)
             return None
         except Exception as exc:
-            self._message(f"The search cannot start: {exc}", Qgis.Critical)
-            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            self._message(f"The search cannot start: {exc}", Qgis.MessageLevel.Critical)
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
             return None
         self.search_task = None
         self.task = PrepareTask(request, on_done=self._prepared)
@@ -421,7 +422,7 @@ class SketchSearchDock(QgsDockWidget):
     def _finish_failed(self, error: str | None, text: str = "Search cancelled; nothing was added to the map.") -> None:
         self._reset_progress()
         self.status.setText(error or text)
-        self._message(error or text, Qgis.Critical if error else Qgis.Info)
+        self._message(error or text, Qgis.MessageLevel.Critical if error else Qgis.MessageLevel.Info)
         self._update_buttons()
 
     def cancel_search(self) -> None:
@@ -451,7 +452,7 @@ class SketchSearchDock(QgsDockWidget):
         counts = f", {tiles} tiles ({task.outcome.cached} from the index)" if self.estimate else ""
         text = f"{len(task.outcome.matches)} matches in {task.outcome.seconds:.0f} s{counts} on {task.outcome.device}."
         self.status.setText(text)
-        self._message(text, Qgis.Success)
+        self._message(text, Qgis.MessageLevel.Success)
         self._update_buttons()
 
     # ---- results -----------------------------------------------------------------------------------
@@ -474,7 +475,7 @@ class SketchSearchDock(QgsDockWidget):
     def zoom_to_match(self, layer_id: str, rank: int) -> bool:
         layer = QgsProject.instance().mapLayer(layer_id)
         if layer is None:
-            self._message("That result layer has been removed.", Qgis.Warning)
+            self._message("That result layer has been removed.", Qgis.MessageLevel.Warning)
             return False
         feature = next(iter(layer.getFeatures(f'"rank" = {int(rank)}')), None)
         if feature is None:
@@ -504,10 +505,10 @@ class SketchSearchDock(QgsDockWidget):
         try:
             path = export_with_dialog(layer, self)
         except Exception as exc:
-            self._message(str(exc), Qgis.Critical)
+            self._message(str(exc), Qgis.MessageLevel.Critical)
             return
         if path:
-            self._message(f"Matches written to {path}", Qgis.Success)
+            self._message(f"Matches written to {path}", Qgis.MessageLevel.Success)
 
     def _message(self, text: str, level) -> None:
         self.iface.messageBar().pushMessage("Sketch Search", text, level=level, duration=8)

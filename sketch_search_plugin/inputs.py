@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer,
-                       QgsWkbTypes)
+from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer
+
+from .compat import POLYGON_GEOMETRY, RASTER_LAYER
 
 from .qgis_source import source_for_layer
 
@@ -17,7 +18,7 @@ class InputError(ValueError):
 def raster_layers(project: QgsProject | None = None) -> list[QgsRasterLayer]:
     project = project or QgsProject.instance()
     return [layer for layer in project.mapLayers().values()
-            if layer.type() == QgsMapLayer.RasterLayer and layer.isValid()]
+            if layer.type() == RASTER_LAYER and layer.isValid()]
 
 
 def visible_raster_layers(project: QgsProject | None = None) -> list[QgsRasterLayer]:
@@ -27,7 +28,7 @@ def visible_raster_layers(project: QgsProject | None = None) -> list[QgsRasterLa
     layers = []
     for node in root.findLayers():
         layer = node.layer()
-        if node.isVisible() and layer is not None and layer.type() == QgsMapLayer.RasterLayer and layer.isValid():
+        if node.isVisible() and layer is not None and layer.type() == RASTER_LAYER and layer.isValid():
             layers.append(layer)
     return layers
 
@@ -44,7 +45,7 @@ def layer_extent(layer: QgsMapLayer) -> tuple[QgsGeometry, str]:
 
 def selection_extent(layer: QgsMapLayer | None) -> tuple[QgsGeometry, str]:
     """The union of the selected polygons of a vector layer."""
-    if not isinstance(layer, QgsVectorLayer) or layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+    if not isinstance(layer, QgsVectorLayer) or layer.geometryType() != POLYGON_GEOMETRY:
         raise InputError("Select one or more polygons in a polygon layer (and make it the active layer) first.")
     geometries = [f.geometry() for f in layer.selectedFeatures() if f.hasGeometry()]
     if not geometries:

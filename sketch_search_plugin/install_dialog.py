@@ -39,7 +39,7 @@ class InstallTask(QgsTask):
     def __init__(self, env_dir: Path, requested_flavour: str, index_url: str, base_python: str,
                  install: Callable = installer.install_environment,
                  check: Callable | None = installer.default_engine_check):
-        super().__init__("Installing the Sketch Search engine", QgsTask.CanCancel)
+        super().__init__("Installing the Sketch Search engine", QgsTask.Flag.CanCancel)
         self.env_dir, self.requested_flavour = env_dir, requested_flavour
         self.index_url, self.base_python = index_url, base_python
         self.install, self.check = install, check
@@ -104,18 +104,18 @@ class InstallDialog(QDialog):
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(20000)
-        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
-        self.log_view.setLineWrapMode(QPlainTextEdit.NoWrap)  # pip's lines stay lines
+        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)  # pip's lines stay lines
         self.log_view.setMinimumHeight(160)
 
         self.buttons = QDialogButtonBox()
         self.install_button = QPushButton("Install")
         self.cancel_button = QPushButton("Cancel")
         self.close_button = QPushButton("Close")
-        self.buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
+        self.buttons.addButton(self.install_button, QDialogButtonBox.ButtonRole.ActionRole)
         # ActionRole for all: the box's accepted/rejected signals stay unused, each button has one slot.
-        self.buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
-        self.buttons.addButton(self.close_button, QDialogButtonBox.ActionRole)
+        self.buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.buttons.addButton(self.close_button, QDialogButtonBox.ButtonRole.ActionRole)
         self.install_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
@@ -213,14 +213,14 @@ class InstallDialog(QDialog):
             message = (f"Installed ({result.flavour}) in {result.seconds:.0f} s. Engine: {result.engine}")
             self._set_status(message)
             QgsMessageLog.logMessage(f"Engine environment installed: {result.env_dir}. {message}", LOG_TAG,
-                                     Qgis.Success)
+                                     Qgis.MessageLevel.Success)
             self.installed.emit(str(result.python))
         elif task.cancelled:
             self._set_status("Cancelled. Nothing was changed.")
         else:
             self._set_status(task.error or "The install failed: see the log above.", error=True)
             QgsMessageLog.logMessage(f"Engine install failed: {task.error} (full output: "
-                                     f"{installer.install_log_path(self.env_dir)})", LOG_TAG, Qgis.Warning)
+                                     f"{installer.install_log_path(self.env_dir)})", LOG_TAG, Qgis.MessageLevel.Warning)
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status.setStyleSheet("color: #b00020;" if error else "")

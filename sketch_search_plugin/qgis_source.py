@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from qgis.core import (QgsApplication, QgsProviderRegistry, QgsRasterDataProvider, QgsRasterLayer,
-                       QgsRectangle)
+from qgis.core import QgsApplication, QgsProviderRegistry, QgsRasterLayer, QgsRectangle
+
+from .compat import RASTER_HAS_SIZE
 
 # Layers without a native pixel size (WMS, XYZ) are read at this many pixels across the extent
 # being searched unless a resolution is chosen: fine enough for objects tens of pixels wide.
@@ -67,7 +68,7 @@ class RenderedLayer:
         self._provider = provider.clone()
         self._renderer = layer.renderer().clone()
         self._renderer.setInput(self._provider)
-        native = bool(provider.capabilities() & QgsRasterDataProvider.Size) and provider.xSize() > 0
+        native = bool(provider.capabilities() & RASTER_HAS_SIZE) and provider.xSize() > 0
         full = provider.extent()
         area = QgsRectangle(extent) if extent is not None and not extent.isEmpty() else QgsRectangle(full)
         if resolution is None and native:

@@ -7,11 +7,11 @@ from typing import Sequence
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsField, QgsFields, QgsGeometry,
                        QgsVectorLayer)
-from qgis.PyQt.QtCore import QVariant
+
+from .compat import FIELD_DOUBLE, FIELD_INT, FIELD_STRING
 
 STYLE = Path(__file__).resolve().parent / "styles" / "sketch_matches.qml"
-FIELDS = (("rank", QVariant.Int), ("score", QVariant.Double), ("source", QVariant.String),
-          ("scale", QVariant.Double))
+FIELDS = (("rank", FIELD_INT), ("score", FIELD_DOUBLE), ("source", FIELD_STRING), ("scale", FIELD_DOUBLE))
 
 
 def layer_name(sketch_label: str | None, when: _dt.datetime | None = None) -> str:

@@ -22,7 +22,7 @@ LOG_TAG = "Sketch Search"
 THUMB = 96  # thumbnail side in pixels
 
 
-def log(text: str, level=Qgis.Info) -> None:
+def log(text: str, level=Qgis.MessageLevel.Info) -> None:
     QgsMessageLog.logMessage(text, LOG_TAG, level)
 
 
@@ -96,7 +96,7 @@ class _EngineTask(QgsTask):
         if not result and not self.error:
             self.was_cancelled = True
         if self.details:
-            log(self.details, Qgis.Critical)
+            log(self.details, Qgis.MessageLevel.Critical)
         if self.on_done is not None:
             self.on_done(self)
 

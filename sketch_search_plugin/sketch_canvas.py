@@ -37,7 +37,7 @@ class _State:
 
 def qimage_to_rgb(image: QImage) -> np.ndarray:
     """Any QImage -> uint8 array (rows, cols, 3), copied (QImage rows are padded to 4 bytes)."""
-    image = image.convertToFormat(QImage.Format_RGB888)
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
     w, h, stride = image.width(), image.height(), image.bytesPerLine()
     ptr = image.constBits()
     ptr.setsize(stride * h)
@@ -81,7 +81,7 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     rgb = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
     h, w = rgb.shape[:2]
     # .copy() detaches the QImage from the numpy buffer, which may be freed afterwards.
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 class SketchCanvas(QWidget):
@@ -91,10 +91,10 @@ class SketchCanvas(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 160)
-        self.setCursor(Qt.CrossCursor)
-        self.setAttribute(Qt.WA_OpaquePaintEvent)
+        self.setCursor(Qt.CursorShape.CrossCursor)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.pen_width = DEFAULT_PEN
         self.eraser = False
         self._state = _State(None, ())
@@ -169,7 +169,7 @@ class SketchCanvas(QWidget):
     # ---- rendering ----------------------------------------------------------------------------
     def _paint(self, painter: QPainter, side: float, strokes: Iterable[Stroke]) -> None:
         """Paints background and strokes into a side x side square at the painter's origin."""
-        painter.fillRect(QRectF(0, 0, side, side), Qt.white)
+        painter.fillRect(QRectF(0, 0, side, side), Qt.GlobalColor.white)
         bg = self._state.background
         if bg is not None:
             # Fit the loaded image into the square, keeping its aspect (like the engine's padding).
@@ -178,8 +178,9 @@ class SketchCanvas(QWidget):
             painter.drawImage(QRectF((side - w) / 2, (side - h) / 2, w, h), bg)
         k = side / LOGICAL
         for stroke in strokes:
-            pen = QPen(QColor(Qt.white if stroke.erase else Qt.black), max(stroke.width * k, 1.0),
-                       Qt.SolidLine, Qt.RoundCap, Qt.RoundJoin)
+            colour = Qt.GlobalColor.white if stroke.erase else Qt.GlobalColor.black
+            pen = QPen(QColor(colour), max(stroke.width * k, 1.0), Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                       Qt.PenJoinStyle.RoundJoin)
             painter.setPen(pen)
             if len(stroke.points) == 1:
                 x, y = stroke.points[0]
@@ -196,9 +197,9 @@ class SketchCanvas(QWidget):
         return self._state.strokes
 
     def render_image(self, size: int = int(LOGICAL)) -> QImage:
-        image = QImage(size, size, QImage.Format_RGB888)
+        image = QImage(size, size, QImage.Format.Format_RGB888)
         painter = QPainter(image)
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         self._paint(painter, float(size), self._state.strokes)
         painter.end()
         return image
@@ -240,14 +241,14 @@ class SketchCanvas(QWidget):
         painter.fillRect(self.rect(), self.palette().window())
         ox, oy, side = self._square()
         painter.translate(ox, oy)
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         self._paint(painter, side, self._all_strokes())
         painter.setPen(QPen(QColor(160, 160, 160), 1))
         painter.drawRect(QRectF(0, 0, side - 1, side - 1))
         painter.end()
 
     def mousePressEvent(self, event) -> None:
-        if event.button() == Qt.LeftButton:
+        if event.button() == Qt.MouseButton.LeftButton:
             self._current = [self._to_logical(event.pos())]
             self.update()
 
@@ -257,7 +258,7 @@ class SketchCanvas(QWidget):
             self.update()
 
     def mouseReleaseEvent(self, event) -> None:
-        if event.button() == Qt.LeftButton and self._current is not None:
+        if event.button() == Qt.MouseButton.LeftButton and self._current is not None:
             self._current.append(self._to_logical(event.pos()))
             points, self._current = self._current, None
             self.add_stroke(points, normalized=False)

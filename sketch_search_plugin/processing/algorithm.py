@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsGeometry, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputLayerDefinition,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterExtent,
-                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsGeometry, QgsProcessingAlgorithm,
+                       QgsProcessingException, QgsProcessingOutputLayerDefinition, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString, QgsProcessingUtils, QgsWkbTypes)
+                       QgsProcessingParameterString, QgsProcessingUtils)
 
-from ..compat import PROCESSING_RASTER, PROCESSING_VECTOR_POLYGON, NUMBER_INTEGER
+from ..compat import NUMBER_INTEGER, PROCESSING_RASTER, PROCESSING_VECTOR_POLYGON, WKB_POLYGON
 
 from ..theme import icon
 
@@ -116,7 +116,7 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
 
         # The sink (and so the output file) is made only now: a failed run leaves no output behind.
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, result_fields(),
-                                             QgsWkbTypes.Type.Polygon, out_crs)
+                                             WKB_POLYGON, out_crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for match in result.get("matches", []):
