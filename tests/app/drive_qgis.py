@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication, QTimer
 from qgis.PyQt.QtWidgets import QDockWidget, QFileDialog
 from qgis.utils import iface
@@ -51,8 +51,7 @@ def run():
     window = iface.mainWindow()
     # As maximised on a desktop: the whole screen (Xvfb has no window manager to maximise it).
     window.setGeometry(window.screen().availableGeometry())
-    step("qgis up", version=QgsApplication.instance().applicationVersion() if hasattr(
-        QgsApplication.instance(), "applicationVersion") else "", size=[window.width(), window.height()])
+    step("qgis up", version=Qgis.version(), size=[window.width(), window.height()])
 
     # 1. Install from ZIP, as Plugins → Manage and Install Plugins → Install from ZIP does.
     import pyplugin_installer
@@ -60,7 +59,7 @@ def run():
 
     pyplugin_installer.instance().installFromZipFile(ENV["SKETCH_SEARCH_APP_ZIP"])
     wait_for(lambda: "sketch_search_plugin" in qgis.utils.plugins, 60, "the plugin to start")
-    step("plugin installed from zip", path=qgis.utils.home_plugin_path)
+    step("plugin installed from zip", path=str(Path(QgsApplication.qgisSettingsDirPath()) / "python" / "plugins"))
 
     # 2. Raster menu → Sketch Search opens the dock.
     actions = [a for a in iface.rasterMenu().actions() if a.text() == "Sketch Search"]
