@@ -247,21 +247,25 @@ def write_tile_layer(layer: Layer) -> None:
 
 
 def nothing_to_search(layers: list[Layer], min_valid: float) -> str | None:
-    """Why no covered tile has a vector (one line), or None when some tile has one."""
+    """Why no covered tile has a vector (one line, one reason per raster), or None when some has."""
     if any((l.entry.state[l.tiles] == EMBEDDED).any() for l in layers):
         return None
-    reasons = []
+    by_source: dict[int, list[Layer]] = {}
     for layer in layers:
-        if not (layer.entry.state[layer.tiles] == SKIPPED).all():
-            continue
-        src, grid = layer.source, layer.grid
-        # the largest share of a tile the raster can fill
-        fill = min(1.0, src.width / grid.tile_c) * min(1.0, src.height / grid.tile_r)
-        if fill < max(min_valid, 1e-12):
-            reasons.append(f"{src.name} ({src.width} x {src.height} px) is smaller than "
-                           f"{'a' if min_valid >= 1 else f'{min_valid:.0%} of a'} {grid.tile_m:g} m tile "
-                           f"(use a smaller --tile-size)")
+        if (layer.entry.state[layer.tiles] == SKIPPED).all():
+            by_source.setdefault(id(layer.source), []).append(layer)
+    reasons = []
+    for group in by_source.values():
+        src = group[0].source
+        scales = ", ".join(f"{l.grid.tile_m:g}" for l in group)
+        # the largest share of a tile the raster can fill, at each scale
+        fills = [min(1.0, src.width / l.grid.tile_c) * min(1.0, src.height / l.grid.tile_r) for l in group]
+        if all(f < max(min_valid, 1e-12) for f in fills):
+            share = "a" if min_valid >= 1 else f"{min_valid:.0%} of a"
+            reasons.append(f"{src.name} ({src.width} x {src.height} px) is smaller than {share} "
+                           f"{min(l.grid.tile_m for l in group):g} m tile (use a smaller --tile-size)")
         else:
-            reasons.append(f"every tile of {layer.label} in the search area has less than {min_valid:.0%} valid pixels "
-                           f"(nodata or outside the raster; lower --min-valid or check the raster's nodata value)")
-    return "; ".join(dict.fromkeys(reasons)) or "no tile could be computed"
+            reasons.append(f"every tile of {src.name} in the search area ({scales} m) has less than {min_valid:.0%} "
+                           f"valid pixels (nodata or outside the raster; lower --min-valid or check the raster's "
+                           f"nodata value)")
+    return "; ".join(reasons) or "no tile could be computed"

@@ -404,7 +404,7 @@ def test_bad_options_are_one_line(cli, capfd, tmp_path, extra, needle):
 
 NOTHING = {
     "all nodata": (lambda geo, p: geo.write_tif(p, np.zeros((3, 300, 300), np.uint8), nodata=0), [],
-                   "every tile of n.tif at 60 m in the search area has less than 50% valid pixels"),
+                   "every tile of n.tif in the search area (60 m) has less than 50% valid pixels"),
     "one pixel": (lambda geo, p: geo.write_tif(p, np.full((3, 1, 1), 9, np.uint8)), [],
                   "n.tif (1 x 1 px) is smaller than 50% of a 60 m tile"),
     "tile larger than the raster": (lambda geo, p: geo.write_tif(p, geo.pattern(300, 300)),
