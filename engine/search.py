@@ -366,6 +366,8 @@ def build_index(embedder, sources: Sequence, extent: Extent | None = None, optio
     if not options.use_index:
         raise SearchError("building an index needs an index folder (use_index=False given)")
     layers, _ = plan(embedder, sources, extent, options)
+    from .index.build import require_writable
+    _user_errors(require_writable, layers)
     computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building")
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
     _something_to_search(layers, options, "nothing to index")

@@ -89,6 +89,15 @@ def check_disk_space(layers: list[Layer], with_tokens: bool, n_tokens: int | Non
                 f"SKETCH_SEARCH_INDEX, or search with --no-index)")
 
 
+def require_writable(layers: list[Layer]) -> None:
+    """Building an index stores tiles: refuse a folder that cannot be written, before any work
+    (a search would compute in memory instead)."""
+    for root in sorted({l.entry.folder.parent for l in layers if l.entry.folder is not None and len(l.todo)}):
+        if not _may_write(root):
+            raise TileIndexError(f"cannot build the tile index in {root}: the folder cannot be written (read-only "
+                                 f"or not yours); choose another with --index-dir or SKETCH_SEARCH_INDEX")
+
+
 def _may_write(root: Path) -> bool:
     while not root.exists() and root.parent != root:
         root = root.parent

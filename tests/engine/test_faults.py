@@ -449,6 +449,14 @@ def test_a_vrt_whose_source_is_gone_is_one_line(cli, capfd, tmp_path, geo):
     assert f"{vrt} refers to a file that does not exist: {tif}" in err
 
 
+def test_index_build_into_a_read_only_index_is_one_line(tmp_path, world, cli, capfd):
+    (tmp_path / "idx").mkdir()
+    with read_only(tmp_path / "idx"):
+        code, _, err = cli("--tile-size", "120", command="index", capfd=capfd)
+    _one_line_error(code, err, "index")
+    assert f"cannot build the tile index in {tmp_path / 'idx'}" in err
+
+
 def test_index_clear_on_a_read_only_index_is_one_line(tmp_path, world, capfd):
     _copy_index(world, tmp_path / "index")
     with read_only(tmp_path / "index"):
