@@ -41,7 +41,7 @@ def _root(args) -> Path:
 def run_build(args) -> int:
     from dataclasses import replace
 
-    from ..embedder import Embedder
+    from ..runtime import load_embedder
     from ..index.store import TileIndexError
     from ..search import SearchError, build_index
     from . import UserError
@@ -50,7 +50,7 @@ def run_build(args) -> int:
         raise UserError("index build stores tiles: drop --no-index")
     sources, extent, options = open_inputs(args)
     options = replace(options, stage2=args.tokens)
-    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    embedder = load_embedder(args.checkpoint, args.device)
     bar = ProgressBar()
     try:
         result = build_index(embedder, sources, extent, options, progress=bar)

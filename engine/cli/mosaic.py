@@ -61,7 +61,7 @@ def run_build(args) -> int:
 def run_eval(args) -> int:
     from dataclasses import replace
 
-    from ..embedder import Embedder
+    from ..runtime import load_embedder
     from ..mosaic_eval import evaluate, list_sketches
     from ..search import SearchError, SearchOptions
     from . import UserError
@@ -69,7 +69,7 @@ def run_eval(args) -> int:
     opts = SearchOptions(stage2=args.stage2, index_dir=args.index_dir)
     if args.tile_size:
         opts = replace(opts, tile_sizes_m=tuple(args.tile_size))
-    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    embedder = load_embedder(args.checkpoint, args.device)
     try:
         report = evaluate(embedder, args.raster, args.truth, list_sketches(args.sketches), args.cls, args.top_k,
                           args.min_overlap, opts)

@@ -155,7 +155,7 @@ class ProgressBar:
 
 
 def run(args) -> int:
-    from ..embedder import Embedder
+    from ..runtime import load_embedder
     from ..export import check_output, write_matches
     from ..index.store import TileIndexError
     from ..preprocess import load_array
@@ -169,7 +169,7 @@ def run(args) -> int:
     out = check_output(args.out, args.overwrite)  # before any work
     sketch = load_array(Path(args.sketch))
     sources, extent, options = open_inputs(args)
-    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    embedder = load_embedder(args.checkpoint, args.device)
     bar = ProgressBar()
     try:
         result = run_search(embedder, sketch, sources, extent, options, progress=bar)
@@ -185,13 +185,13 @@ def run(args) -> int:
 
 
 def run_estimate(args) -> int:
-    from ..embedder import Embedder
+    from ..runtime import load_embedder
     from ..index.store import TileIndexError
     from ..search import SearchError, estimate
     from . import UserError
 
     sources, extent, options = open_inputs(args)
-    embedder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    embedder = load_embedder(args.checkpoint, args.device)
     try:
         est = estimate(embedder, sources, extent, options)
     except (SearchError, TileIndexError) as exc:
