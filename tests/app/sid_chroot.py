@@ -180,6 +180,17 @@ def q(value) -> str:
     return shlex.quote(str(value))
 
 
+def shared_folders(*paths: Path, read_only: set[Path] = frozenset()) -> dict[str, str]:
+    """Bind mounts (for run_in_chroot) of host folders, leaving out any inside another, which is
+    visible through it already."""
+    binds: dict[str, str] = {}
+    read_only = {Path(r).resolve() for r in read_only}
+    for path in sorted({Path(p).resolve() for p in paths}, key=lambda p: len(p.parts)):
+        if not any(path.is_relative_to(Path(b)) for b in binds):
+            binds[str(path)] = "ro" if path in read_only else "rw"
+    return binds
+
+
 def run_in_chroot(cmd: list[str], *, binds: dict[str, str] | None = None, env: dict | None = None,
                   timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess:
     """Runs cmd in the ready chroot in a session of its own (a timeout kills everything it started).

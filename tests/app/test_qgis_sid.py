@@ -38,15 +38,6 @@ class Sid:
                                         cwd=str(cwd) if cwd else None)
 
 
-def shared_folders(*paths: Path, read_only: set[Path]) -> dict[str, str]:
-    """Bind mounts for paths, leaving out any inside another (already visible through it)."""
-    binds: dict[str, str] = {}
-    for path in sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts)):
-        if not any(path.is_relative_to(Path(b)) for b in binds):
-            binds[str(path)] = "ro" if path in {r.resolve() for r in read_only} else "rw"
-    return binds
-
-
 @pytest.fixture(scope="module")
 def sid(tmp_path_factory, data_dir) -> Sid:
     reason = sid_chroot.why_not_possible()
@@ -54,7 +45,7 @@ def sid(tmp_path_factory, data_dir) -> Sid:
         pytest.skip(reason)
     sid_chroot.ensure_chroot()
     base = tmp_path_factory.getbasetemp()
-    return Sid(shared_folders(ROOT, data_dir, base, read_only={ROOT, data_dir}))
+    return Sid(sid_chroot.shared_folders(ROOT, data_dir, base, read_only={ROOT, data_dir}))
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from . import sid_chroot
-from .test_qgis_sid import ROOT, Sid, shared_folders
+
+ROOT = Path(__file__).resolve().parents[2]
 
 QGIS_COMMIT = "912ae75fb0e09594c9e9f8051efc40d0615ec6a4"
 CHECKER_PATH = "scripts/pyqt5_to_pyqt6/pyqt5_to_pyqt6.py"
@@ -71,10 +72,10 @@ def test_qgis_migration_checker_finds_nothing_to_change(tmp_path_factory, tmp_pa
     (work / "canary" / "canary.py").write_text(CANARY)
     before = {p: p.read_text() for p in work.rglob("*.py")}
 
-    sid = Sid(shared_folders(checker.parent, tmp_path_factory.getbasetemp(), read_only={checker.parent}))
     code = ("import runpy, sys; sys.modules['qgis'] = None; "  # keep sid's PyQt5-based QGIS out (see above)
             f"sys.argv = [{str(checker)!r}, {str(work)!r}]; runpy.run_path(sys.argv[0], run_name='__main__')")
-    done = sid.run(["python3", "-c", code], timeout=300)
+    binds = sid_chroot.shared_folders(checker.parent, tmp_path_factory.getbasetemp(), read_only={checker.parent})
+    done = sid_chroot.run_in_chroot(["python3", "-c", code], binds=binds, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode in (0, 1), output  # 1 = some file changed; anything else = the checker failed
 
