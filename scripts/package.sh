@@ -76,6 +76,9 @@ with zipfile.ZipFile(zip_path) as z:
     tops = {n.split("/")[0] for n in names}
     if tops != {plugin}:
         errors.append(f"the zip must hold exactly one folder {plugin}/, found {sorted(tops)}")
+    import xml.etree.ElementTree as ET  # the resources the plugin declares must all be packed
+    declared = [f.text for f in ET.parse("resources.qrc").iter("file")]
+    errors += [f"resources.qrc lists {f}, which is not in the zip" for f in declared if f not in names]
     required = ["__init__.py", "plugin.py", "metadata.txt", "LICENSE", "icons/icon.svg", "worker_client.py",
                 "styles/sketch_matches.qml", "vendor/engine/__init__.py", "vendor/engine/search.py",
                 "vendor/engine/worker/__main__.py"]

@@ -92,3 +92,18 @@ def test_package_check_rejects_a_compiled_binary(qgis_app, tmp_path):
         stray.unlink()
     assert built.returncode != 0
     assert "stray_test_binary.so" in built.stderr
+
+
+def test_package_check_rejects_a_declared_resource_that_is_missing(qgis_app, tmp_path):
+    """resources.qrc declares the plugin's own files: one listed but absent fails the build."""
+    qrc = ROOT / "resources.qrc"
+    original = qrc.read_text()
+    qrc.write_text(original.replace("</qresource>", '  <file alias="x.svg">sketch_search_plugin/icons/missing.svg</file>\n'
+                                                    "</qresource>"))
+    try:
+        env = {**os.environ, "DIST": str(tmp_path / "dist"), "BUILD": str(tmp_path / "build")}
+        built = subprocess.run(["bash", "scripts/package.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    finally:
+        qrc.write_text(original)
+    assert built.returncode != 0
+    assert "icons/missing.svg" in built.stderr
