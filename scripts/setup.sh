@@ -42,3 +42,12 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     quiet "$VENV/bin/python" -m pip install -q --no-deps -e .
     echo "$want" > "$STAMP"
 fi
+
+# The shipped model for ONNX Runtime (the engine without PyTorch: the plugin's CPU environment, and
+# SKETCH_SEARCH_RUNTIME=onnx). Made from the checkpoint, never committed; remade when the model changes.
+ONNX=engine/models/default.onnx
+if [ -f engine/models/default.safetensors ] && { [ ! -f "$ONNX" ] || [ engine/models/default.safetensors -nt "$ONNX" ] \
+        || [ engine/models/default.json -nt "$ONNX" ]; }; then
+    echo "setup: exporting the default model for ONNX Runtime ($ONNX)"
+    "$VENV/bin/python" -m engine.onnx_export --out "$ONNX" >/dev/null
+fi
