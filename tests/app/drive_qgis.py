@@ -126,6 +126,10 @@ def run():
     iface.messageBar().clearWidgets()
     report["screenshots"] = [shoot("app_search_done")]
     dock.grab().save(str(SHOTS / "app_dock.png"))
+    dock.options_box.setCollapsed(False)  # the options, with the engine's device line, for a look
+    QCoreApplication.processEvents()
+    dock.grab().save(str(SHOTS / "app_dock_options.png"))
+    dock.options_box.setCollapsed(True)
 
     # 8. Export through the dock's button (the file dialog answered as a user would).
     out = Path(ENV["SKETCH_SEARCH_APP_OUT"])
