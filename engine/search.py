@@ -105,6 +105,7 @@ class Match:
     merged: int = 1     # how many overlapping tile hits this match stands for
     source_index: int = 0           # the source's position in the list given to the search
     window: Window | None = None    # the best tile's pixel window in that source (thumbnails, zoom)
+    mark: str | None = None         # refined searches: "like" / "unlike" when it lies on a place so marked
 
 
 @dataclass
@@ -139,9 +140,12 @@ def _human_seconds(s: float) -> str:
 
 def search(embedder, sketch, sources: Sequence, extent: Extent | None = None,
            options: SearchOptions | None = None, progress: ProgressFn | None = None,
-           is_cancelled: CancelFn | None = None) -> list[Match]:
-    """Find where the sketched object occurs; see the module docstring for the contract."""
-    return run_search(embedder, sketch, sources, extent, options, progress, is_cancelled).matches
+           is_cancelled: CancelFn | None = None, like: Sequence[Extent] = (),
+           unlike: Sequence[Extent] = ()) -> list[Match]:
+    """Find where the sketched object occurs; see the module docstring for the contract.
+    `like` / `unlike`: places (Extents) marked as wanted / not wanted refine the query, and with
+    `like` the sketch may be None (search by example); see engine/refine.py."""
+    return run_search(embedder, sketch, sources, extent, options, progress, is_cancelled, like, unlike).matches
 
 
 def check_options(options: SearchOptions) -> None:
@@ -245,8 +249,13 @@ def _estimate(embedder, layers, skipped) -> Estimate:
 
 def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None,
                options: SearchOptions | None = None, progress: ProgressFn | None = None,
-               is_cancelled: CancelFn | None = None) -> SearchResult:
+               is_cancelled: CancelFn | None = None, like: Sequence[Extent] = (),
+               unlike: Sequence[Extent] = ()) -> SearchResult:
     """search() with counts of computed / cached / skipped tiles (for tests, logs and benchmarks)."""
+    if like or unlike or sketch is None:
+        from .refine import run_refined_search
+
+        return run_refined_search(embedder, sketch, sources, extent, options, progress, is_cancelled, like, unlike)
     t0 = time.perf_counter()
     options = options or SearchOptions()
     check_options(options)
