@@ -15,6 +15,8 @@ EXAMPLE = """example:
   sketch-search search --raster ortho.tif --sketch plane.png --top-k 20 --out planes.shp
   sketch-search search --raster a.tif --raster b.tif --sketch court.png --out courts.gpkg \\
       --bbox -120.62 37.28 -120.58 37.31 --bbox-crs EPSG:4326 --tile-size 40 80
+  sketch-search search --raster ortho.tif --sketch plane.png --like right.gpkg --unlike wrong.gpkg --out planes2.gpkg
+  sketch-search search --raster ortho.tif --like one_plane.geojson --out planes.gpkg     (search by example)
 """
 
 
@@ -56,7 +58,13 @@ def register(sub) -> None:
                                    "with fields rank (1 = best), score (higher = better), source, scale (tile "
                                    "size in m) and merged (tile hits merged into the match).",
                        epilog=EXAMPLE, formatter_class=_formatter())
-    p.add_argument("--sketch", required=True, metavar="PATH", help="the sketch: dark strokes on white, or strokes on transparency")
+    p.add_argument("--sketch", metavar="PATH", help="the sketch: dark strokes on white, or strokes on transparency "
+                                                   "(may be left out when --like is given: search by example)")
+    p.add_argument("--like", action="append", metavar="FILE",
+                   help="places like the ones wanted: the polygons of a vector file (its own CRS), e.g. matches "
+                        "of an earlier search marked right; repeatable")
+    p.add_argument("--unlike", action="append", metavar="FILE",
+                   help="places not wanted (e.g. matches marked wrong): polygons of a vector file; repeatable")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="N", help="number of matches (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="PATH", help="output layer: .shp, .gpkg or .geojson (by extension; GeoJSON is always WGS 84 lon/lat, RFC 7946)")
     p.add_argument("--out-crs", metavar="CRS", help="CRS of a .shp/.gpkg output (default: the first raster's)")
@@ -161,18 +169,22 @@ def run(args) -> int:
     from ..preprocess import load_array
     from ..search import SearchError, run_search
     from . import UserError
+    from .places import read_all
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
     if args.estimate:
         return run_estimate(args)
     out = check_output(args.out, args.overwrite)  # before any work
-    sketch = load_array(Path(args.sketch))
+    like, unlike = read_all(args.like, "--like"), read_all(args.unlike, "--unlike")
+    if args.sketch is None and not like:
+        raise UserError("give --sketch, or --like with places like the ones wanted (search by example), or both")
+    sketch = load_array(Path(args.sketch)) if args.sketch is not None else None
     sources, extent, options = open_inputs(args)
     embedder = load_embedder(args.checkpoint, args.device)
     bar = ProgressBar()
     try:
-        result = run_search(embedder, sketch, sources, extent, options, progress=bar)
+        result = run_search(embedder, sketch, sources, extent, options, progress=bar, like=like, unlike=unlike)
     except (SearchError, TileIndexError) as exc:
         raise UserError(str(exc)) from None
     finally:
