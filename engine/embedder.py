@@ -30,7 +30,7 @@ from .device import describe_device, pick_device
 from .embeddings import Embeddings
 from .model import MLAGT
 from .model.checkpoints import CheckpointError, load_any
-from .preprocess import ImageLike, prepare_image, prepare_sketch
+from .preprocess import ImageLike, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, MODELS_DIR, default_model_path  # noqa: F401 (MODELS_DIR: re-exported)
 
 
@@ -57,6 +57,12 @@ def dihedral_views(batch: torch.Tensor, views: int) -> torch.Tensor:
             turned = torch.rot90(image, k % 4, dims=(1, 2))
             out.append(torch.flip(turned, dims=(2,)) if k >= 4 else turned)
     return torch.stack(out)
+
+
+def _is_tile_batch(images, size: int) -> bool:
+    """A non-empty uint8 array (B, size, size, 3): tiles as the tile reader gives them."""
+    return (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
+            and images.shape[1:] == (size, size, 3) and len(images) > 0)
 
 
 class Embedder:
@@ -175,10 +181,47 @@ class Embedder:
         parts = [F.normalize(p.view(len(batch), views, -1).mean(1), dim=-1) for p in parts]
         return Embeddings(self._fuse(parts), tokens[::views] if tokens is not None else None)
 
+    def prepare_batch(self, images: np.ndarray):
+        """uint8 tiles (B, S, S, 3) at the model's input size -> the input of `embed_prepared`; may run
+        in a reader thread. On a CUDA device the tiles stay uint8 (a quarter of float32's bytes to
+        copy) in pinned memory, so the copy to the GPU runs asynchronously and the normalisation runs
+        there; elsewhere they are normalised here (float32 (B, 3, S, S), as `prepare_image` does)."""
+        if self.device.type == "cuda":
+            return torch.from_numpy(np.ascontiguousarray(images, np.uint8)).pin_memory()
+        if self.channels_last:  # (B, S, S, 3) float32 seen as (B, 3, S, S) in channels-last layout: no copy
+            return torch.from_numpy(normalise_batch(images, self.cfg.mean, self.cfg.std, True)).permute(0, 3, 1, 2)
+        return torch.from_numpy(normalise_batch(images, self.cfg.mean, self.cfg.std))
+
+    def _normalise_on_device(self, tiles: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, S, S, 3) on the device -> normalised float32 (B, 3, S, S) in channels-last
+        layout, looked up in the same 256-entry tables as engine.preprocess.normalise_batch (so the
+        values equal the CPU path's bit for bit)."""
+        lut = getattr(self, "_device_lut", None)
+        if lut is None or lut.device != tiles.device:
+            table = normalise_batch(np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1).repeat(3, axis=3),
+                                    self.cfg.mean, self.cfg.std)[0, :, 0]  # (3, 256)
+            lut = self._device_lut = torch.from_numpy(table.reshape(-1).copy()).to(tiles.device)
+        offsets = torch.arange(3, device=tiles.device) * 256
+        return lut[tiles.long() + offsets].permute(0, 3, 1, 2)
+
+    def embed_prepared(self, prepared: torch.Tensor, with_tokens: bool = False) -> Embeddings:
+        """The output of `prepare_batch` -> embeddings."""
+        if prepared.dtype != torch.uint8:
+            return self.embed_tensor(prepared, with_tokens)
+        if len(prepared) == 0:
+            return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
+        on_device = self._normalise_on_device(prepared.to(self.device, non_blocking=True))
+        return self.embed_tensor(on_device, with_tokens)
+
     def embed_images(self, images: Iterable[ImageLike] | np.ndarray, with_tokens: bool = False) -> Embeddings:
         """Images as paths, PIL images, or uint8 arrays (one array of shape (B, H, W, 3) works too).
         Preprocessing runs chunk by chunk so memory stays bounded for long inputs."""
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
+        if _is_tile_batch(images, size):  # tiles read at the model's size: normalised as one batch
+            parts = [self.embed_prepared(self.prepare_batch(images[i:i + self.batch_size]), with_tokens)
+                     for i in range(0, len(images), self.batch_size)]
+            return Embeddings(np.concatenate([p.cls for p in parts]),
+                              torch.cat([p.tokens for p in parts]) if with_tokens else None)
         images = list(images) if not isinstance(images, np.ndarray) else images
         parts: list[Embeddings] = []
         for start in range(0, len(images), self.batch_size):

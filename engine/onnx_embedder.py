@@ -20,7 +20,7 @@ import numpy as np
 
 from .embeddings import Embeddings
 from .model.checkpoints import CARD_FORMAT, CheckpointError, card_path_for
-from .preprocess import ImageLike, dihedral_views, prepare_image, prepare_sketch
+from .preprocess import ImageLike, dihedral_views, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
 FORMAT = "sketch-search-onnx/1"
@@ -212,11 +212,24 @@ class OnnxEmbedder:
                for i in range(0, len(batch), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.vector_dim), np.float32)
 
+    def prepare_batch(self, images: np.ndarray) -> np.ndarray:
+        """uint8 tiles (B, S, S, 3) at the model's input size -> normalised float32 (B, 3, S, S), the
+        input of `embed_prepared` (the tile reader runs this in its threads)."""
+        return normalise_batch(images, self.cfg.mean, self.cfg.std)
+
+    def embed_prepared(self, prepared: np.ndarray, with_tokens: bool = False) -> Embeddings:
+        if with_tokens:
+            raise Stage2NeedsTorch()
+        return Embeddings(self.embed_array(prepared), None)
+
     def embed_images(self, images: Iterable[ImageLike] | np.ndarray, with_tokens: bool = False) -> Embeddings:
         """Images as paths, PIL images, or uint8 arrays (one array of shape (B, H, W, 3) works too)."""
         if with_tokens:
             raise Stage2NeedsTorch()
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
+        if (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
+                and images.shape[1:] == (size, size, 3)):  # tiles read at the model's size: one batch
+            return self.embed_prepared(self.prepare_batch(images))
         images = list(images) if not isinstance(images, np.ndarray) else images
         out = [self.embed_array(np.stack([prepare_image(im, size, mean, std) for im in images[i:i + self.batch_size]]))
                for i in range(0, len(images), self.batch_size)]

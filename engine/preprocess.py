@@ -136,6 +136,32 @@ def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> n
     return (x - np.asarray(mean, np.float32).reshape(3, 1, 1)) / np.asarray(std, np.float32).reshape(3, 1, 1)
 
 
+def normalise_batch(images: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                    channels_last: bool = False) -> np.ndarray:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W), bit-identical to `normalise` per image but several
+    times faster: each channel's 256 possible results are computed once (with the same float32
+    steps) and looked up. channels_last: the same values as a (B, H, W, 3) array (what a
+    channels-last CNN reads; `.transpose(0, 3, 1, 2)` gives the (B, 3, H, W) view)."""
+    images = np.asarray(images, np.uint8)
+    lut = (np.arange(256, dtype=np.float32)[None] / np.float32(255.0)
+           - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+    uniform = bool((lut == lut[0]).all())  # one table serves all channels (mean = std = 0.5...)
+    if channels_last:
+        if uniform:
+            return np.take(lut[0], images)
+        out = np.empty(images.shape, np.float32)
+        for c in range(3):
+            out[..., c] = np.take(lut[c], images[..., c])
+        return out
+    planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    if uniform:
+        return np.take(lut[0], planar)
+    out = np.empty(planar.shape, np.float32)
+    for c in range(3):
+        out[:, c] = np.take(lut[c], planar[:, c])
+    return out
+
+
 def ink_mask(rgb: np.ndarray) -> np.ndarray:
     """Pixels that are strokes. The official rule (R + G + B <= 300) misses faint pencil-grey
     strokes (several real Earth-on-Canvas sketches have none or a handful of such pixels, and the

@@ -1,15 +1,16 @@
 """Filling index entries: read the tiles not computed yet, embed them in batches, commit.
 
-Reading runs one batch ahead in a background thread (GDAL releases the GIL), so the model and
-the disk work at the same time. Commits happen every few seconds, at a cancel and before an error
-ends the run, so a killed run loses little and the next run computes only what is missing.
+Reading (engine/index/tile_reader.py: neighbouring tiles read as one window, cut from memory,
+normalised for the model) runs several batches ahead in reader threads, so the model and the disk
+work at the same time. Commits happen every few seconds, at a cancel and before an error ends the
+run, so a killed run loses little and the next run computes only what is missing.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .store import EMBEDDED, NOT_DONE, SKIPPED, SPACE_MARGIN, IndexEntry, TileIndexError, free_bytes
+from .tile_reader import BatchReader, read_tiles  # read_tiles: tests slow it down here
 
 COMMIT_SECONDS = 2.0
 
@@ -51,22 +53,6 @@ def open_entry(root: Path | None, key: dict, grid, dim: int, tiles: np.ndarray, 
     for problem in entry.verify(tiles):
         log.warning("%s; its tiles are computed again", problem)
     return entry
-
-
-def read_tiles(source, grid, tiles: np.ndarray, size: int, min_valid: float):
-    """Pixels of the tiles at size x size; returns (images (B, S, S, 3), kept tile ids, skipped ids).
-    A tile with less valid area than min_valid, or none at all, is skipped."""
-    images, kept, skipped = [], [], []
-    for t in tiles:
-        rgb, valid = source.read_rgb(grid.window(t), (size, size))
-        share = valid.mean()
-        if share < min_valid or share == 0:
-            skipped.append(t)
-        else:
-            images.append(rgb)
-            kept.append(t)
-    arr = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
-    return arr, np.asarray(kept, np.int64), np.asarray(skipped, np.int64)
 
 
 def check_disk_space(layers: list[Layer], with_tokens: bool, n_tokens: int | None = None) -> None:
@@ -123,28 +109,27 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
         check_disk_space(layers, with_tokens, _token_estimate(embedder))
     if progress:
         progress(0, total, f"{total} tiles to compute")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for layer in layers:
-            todo = layer.todo
-            if len(todo) == 0 and not _tile_layer_stale(layer):
-                continue
-            with layer.entry.writing():
-                todo = layer.todo  # another process may have computed some, or found some damaged
-                if layer.entry.read_only_note and len(todo):
-                    log.warning("%s: %d tiles of %s are computed in memory and not stored",
-                                layer.entry.read_only_note, len(todo), layer.label)
-                if len(todo):
-                    pending = _Pending()
-                    try:
-                        _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total,
-                                       progress, is_cancelled)
-                    except TileIndexError:
-                        raise  # the index itself failed (full disk...): nothing more can be stored
-                    except BaseException:
-                        pending.commit(layer.entry)  # keep every finished batch (cancel, Ctrl-C, bad pixels)
-                        raise
-                if layer.entry.stored and (len(todo) or _tile_layer_stale(layer)):
-                    write_tile_layer(layer)
+    for layer in layers:
+        todo = layer.todo
+        if len(todo) == 0 and not _tile_layer_stale(layer):
+            continue
+        with layer.entry.writing():
+            todo = layer.todo  # another process may have computed some, or found some damaged
+            if layer.entry.read_only_note and len(todo):
+                log.warning("%s: %d tiles of %s are computed in memory and not stored",
+                            layer.entry.read_only_note, len(todo), layer.label)
+            if len(todo):
+                pending = _Pending()
+                try:
+                    _compute_layer(layer, todo, embedder, min_valid, with_tokens, pending, counts, total,
+                                   progress, is_cancelled)
+                except TileIndexError:
+                    raise  # the index itself failed (full disk...): nothing more can be stored
+                except BaseException:
+                    pending.commit(layer.entry)  # keep every finished batch (cancel, Ctrl-C, bad pixels)
+                    raise
+            if layer.entry.stored and (len(todo) or _tile_layer_stale(layer)):
+                write_tile_layer(layer)
     return counts["embedded"], counts["skipped"]
 
 
@@ -154,19 +139,23 @@ def _token_estimate(embedder) -> int | None:
     return (size // patch) ** 2 + 1 if size and patch else None
 
 
-def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending, counts, total, progress,
+def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pending, counts, total, progress,
                    is_cancelled) -> None:
-    size, batch = embedder.cfg.img_size, embedder.batch_size
-    batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
-    future = pool.submit(read_tiles, layer.source, layer.grid, batches[0], size, min_valid)
-    try:
-        for bi in range(len(batches)):
-            images, kept, skip = future.result()
-            if bi + 1 < len(batches):  # read the next batch while the model runs
-                future = pool.submit(read_tiles, layer.source, layer.grid, batches[bi + 1], size, min_valid)
-            emb = embedder.embed_images(images, with_tokens=with_tokens) if len(kept) else None
+    # Embedders with a batch path get the tiles normalised by the reader threads (or, on a GPU,
+    # pinned for an asynchronous copy); others take the uint8 tiles.
+    prepared = hasattr(embedder, "prepare_batch") and hasattr(embedder, "embed_prepared")
+    reader = BatchReader(layer.source, layer.grid, todo, embedder.batch_size, embedder.cfg.img_size, min_valid,
+                         lambda *args: read_tiles(*args),  # looked up per call, so a test's stand-in is used
+                         prepare=embedder.prepare_batch if prepared else None)
+    batches = reader.batches
+    with closing(iter(reader)) as stream:
+        for bi, (tiles, images, kept, skip) in enumerate(stream):
+            emb = None
+            if len(kept):
+                emb = (embedder.embed_prepared(images, with_tokens) if prepared
+                       else embedder.embed_images(images, with_tokens=with_tokens))
             pending.add(kept, emb, skip, with_tokens)
-            counts["done"] += len(batches[bi])
+            counts["done"] += len(tiles)
             counts["embedded"] += len(kept)
             counts["skipped"] += len(skip)
             if time.monotonic() - pending.since > COMMIT_SECONDS or bi + 1 == len(batches):
@@ -175,8 +164,6 @@ def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pool, pending,
                 progress(counts["done"], total, layer.label)
             if is_cancelled and is_cancelled():
                 raise Cancelled(f"cancelled after {counts['done']} of {total} tiles (kept in the index)")
-    finally:
-        future.cancel()
 
 
 class _Pending:

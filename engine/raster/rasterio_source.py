@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
@@ -149,6 +149,11 @@ def _first_line(exc: BaseException) -> str:
 class RasterioSource:
     """A raster file as a RasterSource. `bands`: 1-based band numbers for R, G, B (or one for grey)."""
 
+    # GDAL resamples a read from its floating-point window, so a window covering several tiles,
+    # read at the tiles' resolution, gives each tile the pixels of its own read: the tile reader
+    # (engine/index/tile_reader.py) may cut tiles from one read.
+    block_reads = True
+
     def __init__(self, path: str | os.PathLike, bands: tuple[int, ...] | None = None, name: str | None = None):
         self.path = str(path)
         is_url = "://" in self.path or self.path.startswith("/vsi")
@@ -174,6 +179,9 @@ class RasterioSource:
             ds.close()
             raise RasterError(f"band mapping {bands} does not fit {self.path} ({ds.count} bands): give 1 or 3 band numbers from 1 to {ds.count}")
         self.bands = bands
+        # GDAL says "all valid" (no nodata, alpha or mask band): its masks would be all 255, so
+        # they are not read (a third of a read's time for 8-bit RGB).
+        self._all_valid = all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in set(bands))
         self.name = name or Path(self.path).name
         self.crs_wkt = ds.crs.to_wkt()
         self.transform = ds.transform
@@ -275,22 +283,32 @@ class RasterioSource:
             with self._lock:
                 data = self._ds.read(unique, window=rio_window, out_shape=(len(unique),) + shape,
                                      resampling=resampling)
-                masks = self._ds.read_masks(unique, window=rio_window, out_shape=(len(unique),) + shape,
-                                            resampling=Resampling.nearest)
+                masks = None if self._all_valid else self._ds.read_masks(
+                    unique, window=rio_window, out_shape=(len(unique),) + shape, resampling=Resampling.nearest)
         except RasterioError as exc:
             raise self._unreadable(exc) from None
-        ok = (masks > 0).all(axis=0)
+        ok = np.ones(shape, bool) if masks is None else (masks > 0).all(axis=0)
         if np.issubdtype(data.dtype, np.floating):
             ok &= np.isfinite(data).all(axis=0)
-        data = data[[unique.index(b) for b in self.bands]]
+        order = [unique.index(b) for b in self.bands]
+        if order != list(range(len(unique))):  # repeated or reordered bands (grey, BGR...)
+            data = data[order]
         part = self._to_uint8(data)
-        part[:, ~ok] = 0
+        if masks is not None or np.issubdtype(data.dtype, np.floating):  # else every pixel is valid
+            part[:, ~ok] = 0
         rgb[or0:or1, oc0:oc1] = part.transpose(1, 2, 0)
         valid[or0:or1, oc0:oc1] = ok
         return rgb, valid
 
     def close(self) -> None:
         self._ds.close()
+
+    def clone(self) -> "RasterioSource":
+        """The same source on a handle of its own (for another reading thread): the statistics and
+        identity are shared, not computed again."""
+        other = object.__new__(type(self))
+        other.__setstate__(self.__getstate__())
+        return other
 
     def __getstate__(self):  # reopen in another process instead of pickling a GDAL handle
         state = self.__dict__.copy()

@@ -1,0 +1,241 @@
+"""Tile pipeline speed: read + resample + preprocess (no model), and end to end on a device.
+
+Run through `python -m benchmarks.search_speed --pipeline-only --raster R [--json]` (or with
+`--device cuda` for a whole cold search). Both pipelines run over every tile of the default tiling
+(60/120/240 m, 50 % overlap) in the model's batches, in alternating rounds of the same process, and
+the medians are reported:
+
+- "ours": engine/index/tile_reader.py as the index build uses it: tiles in compact blocks, one window
+  read per block at the tiles' resolution, tiles cut from memory, normalised as one batch, several
+  reader threads ahead (`workers`);
+- "baseline": the pipeline before it: one window read per tile (`RasterSource.read_rgb`), one
+  read-ahead thread, `prepare_image` per tile.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SCALES = (60.0, 120.0, 240.0)
+
+
+def model_input(checkpoint: str | None) -> tuple[int, tuple, tuple, int]:
+    """(input size, mean, std, CPU batch size) of a model card, without importing torch."""
+    from engine.model.checkpoints import card_path_for
+    from engine.runtime import default_model_path
+
+    card = json.loads(card_path_for(Path(checkpoint) if checkpoint else default_model_path()).read_text())
+    cfg = card["config"]
+    return int(cfg["img_size"]), tuple(cfg["mean"]), tuple(cfg["std"]), 32
+
+
+def legacy_read_rgb(source, window, out_size):
+    """RasterioSource.read_rgb as it was before the tile reader (masks always read, bands always
+    gathered, invalid pixels always blanked): the baseline's reads."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window as RioWindow
+
+    rows, cols = out_size
+    rgb = np.zeros((rows, cols, 3), np.uint8)
+    valid = np.zeros((rows, cols), bool)
+    c0, r0 = max(window.col_off, 0.0), max(window.row_off, 0.0)
+    c1 = min(window.col_off + window.width, source.width)
+    r1 = min(window.row_off + window.height, source.height)
+    if c1 <= c0 or r1 <= r0:
+        return rgb, valid
+    sx, sy = cols / window.width, rows / window.height
+    oc0, or0 = round((c0 - window.col_off) * sx), round((r0 - window.row_off) * sy)
+    oc1, or1 = round((c1 - window.col_off) * sx), round((r1 - window.row_off) * sy)
+    if oc1 <= oc0 or or1 <= or0:
+        return rgb, valid
+    shape = (or1 - or0, oc1 - oc0)
+    resampling = Resampling.average if sx < 0.75 else Resampling.bilinear
+    rio_window = RioWindow(c0, r0, c1 - c0, r1 - r0)
+    unique = list(dict.fromkeys(source.bands))
+    with source._lock:
+        data = source._ds.read(unique, window=rio_window, out_shape=(len(unique),) + shape, resampling=resampling)
+        masks = source._ds.read_masks(unique, window=rio_window, out_shape=(len(unique),) + shape,
+                                      resampling=Resampling.nearest)
+    ok = (masks > 0).all(axis=0)
+    if np.issubdtype(data.dtype, np.floating):
+        ok &= np.isfinite(data).all(axis=0)
+    data = data[[unique.index(b) for b in source.bands]]
+    part = source._to_uint8(data)
+    part[:, ~ok] = 0
+    rgb[or0:or1, oc0:oc1] = part.transpose(1, 2, 0)
+    valid[or0:or1, oc0:oc1] = ok
+    return rgb, valid
+
+
+def legacy_read_tiles(source, grid, tiles, size, min_valid):
+    """The reading of tiles before the tile reader: one window read per tile, as it was then."""
+    return per_tile_read_tiles(source, grid, tiles, size, min_valid, read=legacy_read_rgb)
+
+
+def per_tile_read_tiles(source, grid, tiles, size, min_valid, read=None):
+    """The reading of tiles before the tile reader: one resampled window read per tile."""
+    images, kept, skipped = [], [], []
+    for t in tiles:
+        rgb, valid = read(source, grid.window(t), (size, size)) if read else source.read_rgb(grid.window(t), (size, size))
+        share = valid.mean()
+        if share < min_valid or share == 0:
+            skipped.append(t)
+        else:
+            images.append(rgb)
+            kept.append(t)
+    arr = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    return arr, np.asarray(kept, np.int64), np.asarray(skipped, np.int64)
+
+
+def _layers(source, scales, overlap=0.5):
+    from engine.tiling import make_grid
+
+    grids = [make_grid(source, s, overlap) for s in scales]
+    return [g for g in grids if g is not None]
+
+
+def run_ours(source, grids, size, mean, std, batch, min_valid, threads) -> tuple[int, float]:
+    from engine.index.tile_reader import BatchReader, read_tiles
+    from engine.preprocess import normalise_batch
+
+    t0, n = time.perf_counter(), 0
+    for grid in grids:
+        reader = BatchReader(source, grid, np.arange(grid.count, dtype=np.int64), batch, size, min_valid,
+                             read_tiles, threads=threads, prepare=lambda images: normalise_batch(images, mean, std))
+        for tiles, _prepared, _kept, _skipped in reader:
+            n += len(tiles)
+    return n, time.perf_counter() - t0
+
+
+def run_baseline(source, grids, size, mean, std, batch, min_valid, read=legacy_read_tiles) -> tuple[int, float]:
+    from engine.preprocess import prepare_image
+
+    t0, n = time.perf_counter(), 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for grid in grids:
+            todo = np.arange(grid.count, dtype=np.int64)
+            batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+            future = pool.submit(read, source, grid, batches[0], size, min_valid)
+            for bi in range(len(batches)):
+                images, _kept, _skipped = future.result()
+                if bi + 1 < len(batches):
+                    future = pool.submit(read, source, grid, batches[bi + 1], size, min_valid)
+                if len(images):
+                    np.stack([prepare_image(im, size, mean, std) for im in images])
+                n += len(batches[bi])
+    return n, time.perf_counter() - t0
+
+
+def pipeline_only(raster: str, checkpoint: str | None, rounds: int, threads: int | None,
+                  scales=DEFAULT_SCALES, baseline: bool = True, min_valid: float = 0.5) -> dict:
+    """Tiles per second of both pipelines, alternating rounds; medians."""
+    from engine.index.tile_reader import reader_threads
+    from engine.raster.rasterio_source import RasterioSource
+
+    size, mean, std, batch = model_input(checkpoint)
+    source = RasterioSource(raster)
+    grids = _layers(source, scales)
+    threads = threads or reader_threads()
+    ours, base, per_tile = [], [], []
+    tiles = 0
+    for _ in range(rounds):
+        tiles, seconds = run_ours(source, grids, size, mean, std, batch, min_valid, threads)
+        ours.append(tiles / seconds)
+        if baseline:
+            _, seconds = run_baseline(source, grids, size, mean, std, batch, min_valid)
+            base.append(tiles / seconds)
+            # the baseline's loop with today's read_rgb: what the block reads add beyond it
+            _, seconds = run_baseline(source, grids, size, mean, std, batch, min_valid, per_tile_read_tiles)
+            per_tile.append(tiles / seconds)
+    out = {"raster": str(raster), "size_px": [source.width, source.height], "tiles": tiles,
+           "scales_m": list(scales), "input_px": size, "batch": batch, "rounds": rounds,
+           "tiles_per_s": statistics.median(ours), "workers": threads,
+           "tiles_per_s_rounds": [round(v, 1) for v in ours]}
+    if baseline:
+        out.update(baseline_tiles_per_s=statistics.median(base), baseline_workers=1,
+                   baseline_rounds=[round(v, 1) for v in base],
+                   speedup=statistics.median(ours) / statistics.median(base),
+                   per_tile_now_tiles_per_s=statistics.median(per_tile))
+    return out
+
+
+class _LegacyEmbedder:
+    """An embedder seen without its batch path (prepare_batch / embed_prepared): tiles go through
+    embed_images one image at a time, as before the tile reader."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if name in ("prepare_batch", "embed_prepared"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def embed_images(self, images, with_tokens=False):
+        return self._inner.embed_images(list(images), with_tokens=with_tokens)
+
+
+def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, threads: int | None,
+               scales=DEFAULT_SCALES, baseline: bool = True) -> dict:
+    """A cold search (no index) over the whole raster on `device`: tiles per second, ours against
+    the per-tile pipeline (same model, same device, alternating rounds)."""
+    import os
+
+    import engine.index.build as build
+    from engine.index.tile_reader import reader_threads
+    from engine.raster.rasterio_source import RasterioSource
+    from engine.runtime import load_embedder
+    from engine.search import SearchOptions, run_search
+
+    embedder = load_embedder(checkpoint, device)
+    source = RasterioSource(raster)
+    sketch = np.full((128, 128, 3), 255, np.uint8)
+    sketch[20:108, 58:70] = 0
+    opts = SearchOptions(tile_sizes_m=tuple(scales), use_index=False, max_tiles=10**9)
+    embedder.embed_images(np.full((2, embedder.cfg.img_size, embedder.cfg.img_size, 3), 128, np.uint8))  # warm-up
+    threads = threads or reader_threads()
+    ours, base, tiles = [], [], 0
+    real_read = build.read_tiles
+    for _ in range(rounds):
+        os.environ["SKETCH_SEARCH_READERS"] = str(threads)
+        res = run_search(embedder, sketch, [source], options=opts)
+        tiles = res.computed + res.skipped
+        ours.append(tiles / res.seconds)
+        if baseline:
+            os.environ["SKETCH_SEARCH_READERS"] = "1"
+            build.read_tiles = legacy_read_tiles
+            try:
+                res = run_search(_LegacyEmbedder(embedder), sketch, [source], options=opts)
+            finally:
+                build.read_tiles = real_read
+            base.append((res.computed + res.skipped) / res.seconds)
+    os.environ.pop("SKETCH_SEARCH_READERS", None)
+    out = {"raster": str(raster), "size_px": [source.width, source.height], "tiles": tiles, "device": device,
+           "model": embedder.name, "device_description": embedder.device_description, "batch": embedder.batch_size,
+           "rounds": rounds, "tiles_per_s": statistics.median(ours), "workers": threads,
+           "tiles_per_s_rounds": [round(v, 1) for v in ours]}
+    if baseline:
+        out.update(baseline_tiles_per_s=statistics.median(base), baseline_workers=1,
+                   baseline_rounds=[round(v, 1) for v in base],
+                   speedup=statistics.median(ours) / statistics.median(base))
+    return out
+
+
+def report(result: dict, as_json: bool) -> None:
+    kind = "end to end on " + result["device"] if "device" in result else "pipeline only (read + resample + preprocess)"
+    line = (f"[pipeline] {kind}: {result['tiles']} tiles of {result['raster']} "
+            f"({result['size_px'][0]}x{result['size_px'][1]} px): {result['tiles_per_s']:.0f} tiles/s "
+            f"with {result['workers']} reader threads")
+    if "baseline_tiles_per_s" in result:
+        line += (f"; per-tile baseline {result['baseline_tiles_per_s']:.0f} tiles/s: "
+                 f"{result['speedup']:.1f}x (medians of {result['rounds']} alternating rounds)")
+        if "per_tile_now_tiles_per_s" in result:
+            line += f"; the baseline's per-tile loop with today's read_rgb: {result['per_tile_now_tiles_per_s']:.0f} tiles/s"
+    print(line)
+    if as_json:
+        print(json.dumps(result))
