@@ -8,7 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SKETCH_SEARCH_SHARED", ROOT.parent / "shared"))
-DATA = Path(os.environ.get("SKETCH_SEARCH_DATA", SHARED / "data"))
+# Resolved: tests hand these paths to a chroot (QGIS 3.44) that sees real folders, not the symlinks to them.
+DATA = Path(os.environ.get("SKETCH_SEARCH_DATA", SHARED / "data")).resolve()
 REFERENCE = SHARED / "reference" / "mlagt"
 
 
