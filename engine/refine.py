@@ -108,6 +108,16 @@ def _places_in(places: Sequence[Extent], crs_wkt: str) -> np.ndarray:
     return out
 
 
+def _check_crs(places: Sequence[Extent]) -> None:
+    from .tiling import TilingError, parse_crs
+
+    for crs in {p.crs for p in places}:
+        try:
+            parse_crs(crs)
+        except TilingError as exc:
+            raise SearchError(f"a marked place: {exc}") from None
+
+
 def place_vectors(layers, places: Sequence[Extent], min_iou: float) -> tuple[np.ndarray, list[int]]:
     """One unit vector per place: the embedded tiles (any layer, any scale) whose IoU with the place
     is at least min_iou, weighted by it; the best-fitting tile alone when none reaches it.
@@ -219,6 +229,7 @@ def run_refined_search(embedder, sketch, sources: Sequence, extent: Extent | Non
     like, unlike = list(like), list(unlike)
     if sketch is None and not like:
         raise SearchError("nothing to search for: give a sketch, places like the ones wanted, or both")
+    _check_crs(like + unlike)
     sketch_vec = embedder.embed_sketches([sketch]).cls[0] if sketch is not None else None
     layers, _ = plan(embedder, sources, extent, options)
     examples = _example_layers(embedder, sources, like + unlike, options, layers) if like or unlike else []

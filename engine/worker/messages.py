@@ -76,17 +76,31 @@ def extent(raw) -> Extent | None:
     """null -> None; {"wkt": polygon, "crs": WKT or EPSG:n} -> Extent."""
     if raw is None:
         return None
+    return _polygon(raw, "extent")
+
+
+def places(raw, name: str) -> list[Extent]:
+    """null or [{"wkt": polygon, "crs": WKT or EPSG:n}, ...] -> Extents: the marked places of a
+    refined search (`like`, `unlike`)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UserError(f'{name} must be null or a list of {{"wkt": <polygon WKT>, "crs": <CRS>}}')
+    return [_polygon(item, f"{name}[{i}]") for i, item in enumerate(raw)]
+
+
+def _polygon(raw, name: str) -> Extent:
     if not isinstance(raw, dict) or not isinstance(raw.get("wkt"), str) or not isinstance(raw.get("crs"), str):
-        raise UserError('extent must be null or {"wkt": <polygon WKT>, "crs": <CRS>}')
+        raise UserError(f'{name} must be {"null or " if name == "extent" else ""}{{"wkt": <polygon WKT>, "crs": <CRS>}}')
     import shapely.wkt
     from shapely.errors import ShapelyError
 
     try:
         geometry = shapely.wkt.loads(raw["wkt"])
     except (ShapelyError, ValueError) as exc:
-        raise UserError(f"the extent is not valid WKT: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise UserError(f"the {name} is not valid WKT: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if geometry.geom_type not in ("Polygon", "MultiPolygon") or geometry.is_empty or geometry.area <= 0:
-        raise UserError(f"the extent must be a polygon with an area, got {geometry.geom_type}")
+        raise UserError(f"the {name} must be a polygon with an area, got {geometry.geom_type}")
     return Extent(geometry, raw["crs"])
 
 
@@ -163,4 +177,5 @@ def match_json(match: Match, opened: list, thumbnail: int) -> dict:
         "window": [float(v) for v in (window.col_off, window.row_off, window.width, window.height)] if window else None,
         "thumbnail_png_base64": (thumbnail_png(opened[match.source_index], window, thumbnail)
                                  if thumbnail and window else None),
+        "mark": match.mark,
     }

@@ -53,13 +53,18 @@ def search(params: dict, ctx: Context) -> dict:
     from engine.search import run_search
     from engine.tiling import parse_crs
 
-    sketch = messages.sketch(params.get("sketch"))
+    like, unlike = messages.places(params.get("like"), "like"), messages.places(params.get("unlike"), "unlike")
+    # Optional when places are liked (search by example); refined searches: see engine/refine.py.
+    if params.get("sketch") is None and not like:
+        raise messages.UserError("give a sketch, or places like the ones wanted (like), or both")
+    sketch = messages.sketch(params["sketch"]) if params.get("sketch") is not None else None
     extent, options = messages.extent(params.get("extent")), messages.options(params.get("options"))
     thumbnail = messages.thumbnail_size(params.get("thumbnail", 0))
     sources = messages.sources(params.get("sources"))
     try:
         embedder = ctx.models.get(params.get("checkpoint"), params.get("device"))
-        result = run_search(embedder, sketch, sources, extent, options, ctx.progress, ctx.is_cancelled)
+        result = run_search(embedder, sketch, sources, extent, options, ctx.progress, ctx.is_cancelled,
+                            like, unlike)
         matches = [messages.match_json(m, sources, thumbnail) for m in result.matches]
         crs_wkt = (result.matches[0].crs_wkt if result.matches
                    else parse_crs(options.output_crs or sources[0].crs_wkt).to_wkt())
