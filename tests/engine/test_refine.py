@@ -312,3 +312,33 @@ def test_worker_refines_and_searches_by_example(tmp_path, worker, mosaic, emb, b
         _, reply = worker.reply(worker.send("search", **{**params, **extra}))
         assert reply["type"] == "error" and reply["kind"] == "user" and message in reply["message"], (extra, reply)
         assert "\n" not in reply["message"]
+
+
+def test_refined_search_runs_without_torch(tmp_path):
+    """The CPU install has no PyTorch: a refined search by example on ONNX Runtime, torch unimportable."""
+    import json
+
+    from engine.runtime import default_model_path
+    from tests.engine.test_onnx import _run_without_torch
+
+    if not default_model_path().with_suffix(".onnx").is_file():
+        pytest.skip("the default model's ONNX export is missing (scripts/setup.sh makes it)")
+    code = f"""
+        import json
+        from shapely.geometry import box
+        from engine.runtime import load_embedder, runtime_name
+        from engine.raster.rasterio_source import RasterioSource
+        from engine.search import Extent, SearchOptions, run_search
+        emb = load_embedder(None, "cpu")
+        area = Extent(box({X0}, {Y1 - 300}, {X0 + 300}, {Y1}), "EPSG:32611")
+        like = Extent(box({X0 + 90}, {Y1 - 150}, {X0 + 150}, {Y1 - 90}), "EPSG:32611")
+        result = run_search(emb, None, [RasterioSource({str(MOSAIC)!r})], area,
+                            SearchOptions(top_k=5, tile_sizes_m=(60.0,), index_dir={str(tmp_path / "i")!r}),
+                            like=[like])
+        leaked = [m for m in ("torch", "timm", "torchvision") if m in sys.modules]
+        print(json.dumps({{"runtime": runtime_name(), "leaked": leaked, "marks": [m.mark for m in result.matches]}}))
+        """
+    proc = _run_without_torch(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["runtime"] == "onnx" and out["leaked"] == [] and out["marks"][0] == LIKE
