@@ -18,6 +18,7 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpin
 
 from . import inputs
 from .compat import RASTER_OR_POLYGON_LAYERS
+from .refine_panel import RefinePanel
 from .search_task import LOG_TAG, EngineInfoTask, PrepareTask, SearchRequest, SearchTask
 from .sketch_canvas import SketchCanvas
 from .theme import icon
@@ -185,6 +186,8 @@ class SketchSearchDock(QgsDockWidget):
         self.results.setMinimumHeight(140)  # about two matches with their thumbnails
         self.results.itemClicked.connect(self._zoom_to_item)
         layout.addWidget(self.results, 3)
+        self.refine_panel = RefinePanel(self)  # marks, Refine, More like this, search by example
+        layout.addWidget(self.refine_panel)
         self.export_button = QPushButton(icon("export"), "Export matches…")
         self.export_button.clicked.connect(self._export)
         layout.addWidget(self.export_button)
@@ -214,6 +217,7 @@ class SketchSearchDock(QgsDockWidget):
         self.search_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(self._result_layer() is not None)
+        self.refine_panel.update_buttons(running)
 
     def _refresh_layers(self, *_) -> None:
         checked = {self.layer_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.layer_list.count())
@@ -356,12 +360,15 @@ class SketchSearchDock(QgsDockWidget):
         return {"top_k": self.top_k.value(), "tile_sizes_m": sizes, "stage2": self.stage2.isChecked(),
                 "output_crs": crs.toWkt() if crs.isValid() else None}
 
-    def build_request(self) -> SearchRequest:
-        if self.canvas.is_empty():
+    def build_request(self, sketch_required: bool = True) -> SearchRequest:
+        """The search the dock is set up for; with sketch_required=False an empty sketch is left out
+        (search by example adds the example)."""
+        if self.canvas.is_empty() and sketch_required:
             raise inputs.InputError("The sketch is empty: draw the object you are looking for first.")
         extent = self.chosen_extent()
         sources = inputs.build_sources(self.chosen_layers(), extent, self.resolution.value() or None)
-        return SearchRequest(sketch_png=self.canvas.to_png_base64(), sketch_label=self.sketch_label, sources=sources,
+        sketch = None if self.canvas.is_empty() else self.canvas.to_png_base64()
+        return SearchRequest(sketch_png=sketch, sketch_label=self.sketch_label, sources=sources,
                              extent=inputs.engine_extent(*extent), options=self.options(),
                              checkpoint=self.checkpoint.filePath() or None, device=self.device.currentText())
 
@@ -369,14 +376,15 @@ class SketchSearchDock(QgsDockWidget):
         yes, no = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
         return QMessageBox.question(self, "Large search", text, yes | no, no) == yes
 
-    def start_search(self) -> PrepareTask | None:
+    def start_search(self, request: SearchRequest | None = None) -> PrepareTask | None:
         """Checks the inputs (at once, in plain words), then renders web layers, loads the model and
         estimates the search in the background; _prepared() asks before a large search and launches
-        it. Returns the preparing task, or None when nothing was started."""
+        it. Returns the preparing task, or None when nothing was started. `request`: a prepared one
+        (refining, search by example: refine_panel.py), else the dock's own."""
         if self.task is not None:
             return None
         try:
-            request = self.build_request()
+            request = request or self.build_request()
         except inputs.InputError as exc:
             self._message(str(exc), Qgis.MessageLevel.Warning)
             return None
@@ -469,6 +477,7 @@ class SketchSearchDock(QgsDockWidget):
                 item.setIcon(QIcon(QPixmap.fromImage(thumb)))
             item.setData(Qt.ItemDataRole.UserRole, (layer.id(), int(match["rank"])))
             self.results.addItem(item)
+        self.refine_panel.decorate()
 
     def _result_layer(self) -> QgsVectorLayer | None:
         layer = QgsProject.instance().mapLayer(self.last_layer_id) if self.last_layer_id else None
@@ -530,6 +539,7 @@ class SketchSearchDock(QgsDockWidget):
             self.draw_button.setChecked(False)
             self.extent_tool.deleteLater()
             self.extent_tool = None
+        self.refine_panel.cleanup()
         if self.task is not None:
             self.task.on_done = None
             self.task.cancel()

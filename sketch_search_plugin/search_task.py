@@ -28,20 +28,25 @@ def log(text: str, level=Qgis.MessageLevel.Info) -> None:
 
 @dataclass
 class SearchRequest:
-    sketch_png: str              # base64 PNG, black strokes on white
+    sketch_png: str | None       # base64 PNG, black strokes on white; None: search by example (like)
     sketch_label: str            # names the result layer
     sources: list                # protocol source dicts, or RenderedLayer (built on the main thread)
     extent: dict | None          # protocol extent {"wkt", "crs"}, or None
     options: dict                # engine.search.SearchOptions fields by name
     checkpoint: str | None = None
     device: str | None = None
+    like: list | None = None     # refining: places marked right / wanted, protocol {"wkt", "crs"} dicts
+    unlike: list | None = None   # ... and places marked wrong
 
     def params(self) -> dict:
         """The request's parameters in the worker protocol (after rendering)."""
         if any(isinstance(s, RenderedLayer) for s in self.sources):
             raise RuntimeError("web layers must be rendered before the request is sent")
-        return {"sources": self.sources, "extent": self.extent, "options": self.options,
-                "checkpoint": self.checkpoint, "device": self.device or "auto"}
+        params = {"sources": self.sources, "extent": self.extent, "options": self.options,
+                  "checkpoint": self.checkpoint, "device": self.device or "auto"}
+        if self.like or self.unlike:  # optional fields of protocol 1 (see refine.py)
+            params.update(like=list(self.like or []), unlike=list(self.unlike or []))
+        return params
 
 
 @dataclass
@@ -167,7 +172,8 @@ class SearchTask(_EngineTask):
     def run(self) -> bool:
         def work():
             self.request.sources = render_sources(self.request.sources, self.isCanceled, self._progress)
-            params = {**self.request.params(), "sketch": {"png_base64": self.request.sketch_png}, "thumbnail": THUMB}
+            sketch = {"png_base64": self.request.sketch_png} if self.request.sketch_png else None
+            params = {**self.request.params(), "sketch": sketch, "thumbnail": THUMB}
             result = shared_client(log).request("search", params, progress=self._progress,
                                                 is_cancelled=self.isCanceled)
             out = self.outcome
@@ -182,10 +188,12 @@ class SearchTask(_EngineTask):
     def finished(self, result: bool) -> None:
         if result and not self.isCanceled():
             try:
+                from .refine import remember_query
                 from .result_layer import build_result_layer, layer_name
 
                 self.outcome.layer = build_result_layer(self.outcome.matches, self.outcome.crs_wkt,
                                                         layer_name(self.request.sketch_label))
+                remember_query(self.outcome.layer, self.request, self.outcome.matches, self.outcome.crs_wkt)
                 QgsProject.instance().addMapLayer(self.outcome.layer)
             except Exception as exc:
                 import traceback

@@ -1,0 +1,131 @@
+"""Marking matches right or wrong in the dock (rows, or features selected on the map), Refine, More like
+this and search by example with a rectangle, each a new ranked layer through the engine worker; a
+result layer keeps its query and marks in the project, so it can be refined after reopening it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from qgis.core import QgsProject, QgsRectangle
+
+from sketch_search_plugin.refine import MARKS, QUERY, RIGHT, WRONG, marks_of, query_of
+
+from .conftest import wait_for
+from .test_search import make_dock, run_to_end
+
+pytestmark = pytest.mark.qgis
+
+
+def finish(dock, task, timeout=120):
+    """Waits for a search started by the refine panel; returns its result layer."""
+    assert task is not None, dock.status.text()
+    assert wait_for(lambda: dock.task is None, timeout), "the search did not finish in time"
+    search = dock.search_task
+    assert search is not None and search.error is None, (search and search.error, dock.status.text())
+    return search.outcome.layer
+
+
+def rows(dock) -> list:
+    return [dock.results.item(i) for i in range(dock.results.count())]
+
+
+def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp_path):
+    dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
+    dock.tile_sizes.setText("64, 96")
+    dock.top_k.setValue(6)
+    first = run_to_end(dock).outcome.layer
+    panel = dock.refine_panel
+    query = query_of(first)
+    assert query["sketch_png"] and query["like"] == [] and query["sources"][0]["path"] == str(geotiff)
+    assert len(rows(dock)) >= 4 and all(r.flags() & 0x10 for r in rows(dock))  # a check per row (ItemIsUserCheckable)
+
+    # a tick marks a row right; Wrong marks the selected rows wrong
+    from qgis.PyQt.QtCore import Qt
+
+    rows(dock)[1].setCheckState(Qt.CheckState.Checked)
+    dock.results.clearSelection()
+    rows(dock)[0].setSelected(True)
+    assert panel.mark(WRONG) == 1
+    assert {r: m["mark"] for r, m in marks_of(first).items()} == {1: WRONG, 2: RIGHT}
+    assert rows(dock)[0].text().startswith("✗ wrong") and rows(dock)[1].text().startswith("✓ right")
+    # features selected on the map (the active layer), with no row selected
+    dock.results.clearSelection()
+    iface.active_layer = first
+    first.selectByExpression('"rank" = 3')
+    assert panel.mark(RIGHT) == 1
+    assert marks_of(first)[3]["mark"] == RIGHT and rows(dock)[2].checkState() == Qt.CheckState.Checked
+    # unticking clears a right mark
+    rows(dock)[2].setCheckState(Qt.CheckState.Unchecked)
+    assert 3 not in marks_of(first)
+    first.selectByExpression('"rank" = 3')
+    panel.mark(RIGHT)
+
+    before = set(QgsProject.instance().mapLayers())
+    refined = finish(dock, panel.refine())
+    assert set(QgsProject.instance().mapLayers()) - before == {refined.id()}
+    assert refined.name().endswith("plane refined")
+    rq = query_of(refined)
+    assert len(rq["like"]) == 2 and len(rq["unlike"]) == 1 and rq["sketch_png"] == query["sketch_png"]
+    # matches lying on the places marked before come back marked
+    carried = {m["mark"] for m in marks_of(refined).values()}
+    assert RIGHT in carried
+    assert any(r.text().startswith("✓ right") for r in rows(dock))
+
+    # More like this: the selected match is the example, over what the search covered; no sketch
+    dock.results.clearSelection()
+    rows(dock)[0].setSelected(True)
+    example = finish(dock, panel.more_like_this())
+    eq = query_of(example)
+    assert eq["sketch_png"] is None and len(eq["like"]) == 1 and eq["unlike"] == [] and example.name().endswith("like #1")
+    assert example.featureCount() >= 1
+    dock.cleanup()
+
+
+def test_search_by_example_with_a_rectangle_needs_no_sketch(iface, geotiff, tiny_checkpoint):
+    dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
+    dock.canvas.clear()  # no sketch at all
+    dock.tile_sizes.setText("64")
+    dock.top_k.setValue(3)
+    assert dock.start_search() is None  # a plain search still needs one
+    centre = raster.extent().center()
+    canvas_crs = iface.canvas.mapSettings().destinationCrs()
+    from qgis.core import QgsCoordinateTransform
+
+    to_canvas = QgsCoordinateTransform(raster.crs(), canvas_crs, QgsProject.instance())
+    rect = to_canvas.transformBoundingBox(QgsRectangle(centre.x() - 32, centre.y() - 32, centre.x() + 32,
+                                                       centre.y() + 32))
+    layer = finish(dock, dock.refine_panel.search_by_example(rect))
+    q = query_of(layer)
+    assert q["sketch_png"] is None and len(q["like"]) == 1 and layer.featureCount() == 3
+    assert layer.name().endswith(" example")
+    dock.cleanup()
+
+
+def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_checkpoint, tmp_path):
+    dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
+    dock.tile_sizes.setText("64")
+    dock.top_k.setValue(4)
+    first = run_to_end(dock).outcome.layer
+    dock.results.clearSelection()
+    dock.results.item(1).setSelected(True)
+    dock.refine_panel.mark(RIGHT)
+    dock.results.clearSelection()
+    dock.results.item(0).setSelected(True)
+    dock.refine_panel.mark(WRONG)
+    name, saved_query, saved_marks = first.name(), first.customProperty(QUERY), first.customProperty(MARKS)
+    project = tmp_path / "refine.qgs"
+    assert QgsProject.instance().write(str(project))
+    dock.cleanup()
+
+    QgsProject.instance().clear()
+    assert QgsProject.instance().read(str(project))
+    (reopened,) = QgsProject.instance().mapLayersByName(name)
+    assert reopened.customProperty(QUERY) == saved_query and reopened.customProperty(MARKS) == saved_marks
+    assert set(json.loads(saved_marks)) == {"1", "2"}
+    # a new dock (as after restarting QGIS); the reopened result layer is the active layer
+    dock2, _ = make_dock(iface, geotiff, tiny_checkpoint)
+    iface.active_layer = reopened
+    refined = finish(dock2, dock2.refine_panel.refine())
+    rq = query_of(refined)
+    assert len(rq["like"]) == 1 and len(rq["unlike"]) == 1 and refined.featureCount() == 4
+    dock2.cleanup()
