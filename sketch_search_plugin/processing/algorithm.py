@@ -1,4 +1,6 @@
-"""The "Sketch search" Processing algorithm: sketch image + raster layers + extent -> ranked polygons.
+"""The "Sketch search" Processing algorithm: sketch image + raster layers + extent -> ranked polygons;
+optional LIKE / UNLIKE polygon layers refine the search (places wanted / not wanted), and with LIKE the
+sketch may be left out (search by example).
 
 Only standard parameter types are used, so it works in batch mode and the model designer.
 """
@@ -10,7 +12,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
                        QgsProcessingException, QgsProcessingOutputLayerDefinition, QgsProcessingParameterBoolean,
                        QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString, QgsProcessingUtils)
+                       QgsProcessingParameterString, QgsProcessingParameterVectorLayer, QgsProcessingUtils)
 
 from ..compat import NUMBER_INTEGER, PROCESSING_RASTER, PROCESSING_VECTOR_POLYGON, WKB_POLYGON
 
@@ -20,6 +22,7 @@ from ..theme import icon
 class SketchSearchAlgorithm(QgsProcessingAlgorithm):
     SKETCH, LAYERS, EXTENT, TOP_K, TILE_SIZES, STAGE2, CHECKPOINT, OUTPUT = (
         "SKETCH", "LAYERS", "EXTENT", "TOP_K", "TILE_SIZES", "STAGE2", "CHECKPOINT", "OUTPUT")
+    LIKE, UNLIKE = "LIKE", "UNLIKE"
 
     def createInstance(self):  # noqa: N802 (QGIS API)
         return SketchSearchAlgorithm()
@@ -38,11 +41,14 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
                 "into tiles of the given sizes (metres on the ground), each tile is compared with the sketch "
                 "by a neural network, and the best matches come back as ranked polygons with their score, "
                 "source layer and tile size. Sketch: dark strokes on a light background (or strokes on "
-                "transparency).")
+                "transparency). Optional: polygons of places like the ones wanted (LIKE) and not wanted "
+                "(UNLIKE), e.g. matches of an earlier search marked right or wrong, refine the search; with "
+                "LIKE the sketch may be left out (search by example).")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(
-            self.SKETCH, "Sketch image", fileFilter="Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"))
+            self.SKETCH, "Sketch image (may be left out when LIKE polygons are given)", optional=True,
+            fileFilter="Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.LAYERS, "Raster layers to search", PROCESSING_RASTER))
         self.addParameter(QgsProcessingParameterExtent(
@@ -56,6 +62,10 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "Model checkpoint (default: the shipped model)", optional=True,
             fileFilter="Model checkpoints (*.safetensors *.pth *.pt)"))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.LIKE, "Places like the ones wanted (polygons)", [PROCESSING_VECTOR_POLYGON], optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.UNLIKE, "Places not wanted (polygons)", [PROCESSING_VECTOR_POLYGON], optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
             self.OUTPUT, "Sketch matches", PROCESSING_VECTOR_POLYGON))
 
@@ -69,7 +79,11 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         layers = self.parameterAsLayerList(parameters, self.LAYERS, context)
         if not layers:
             raise QgsProcessingException("Choose at least one raster layer to search.")
-        if not sketch or not Path(sketch).is_file():
+        like = places(self.parameterAsVectorLayer(parameters, self.LIKE, context), "LIKE")
+        unlike = places(self.parameterAsVectorLayer(parameters, self.UNLIKE, context), "UNLIKE")
+        if not sketch and not like:
+            raise QgsProcessingException("Give a sketch image, or LIKE polygons (search by example), or both.")
+        if sketch and not Path(sketch).is_file():
             raise QgsProcessingException(f"The sketch image {sketch!r} does not exist.")
         try:
             sizes = [float(s) for s in self.parameterAsString(parameters, self.TILE_SIZES, context).split(",")
@@ -101,7 +115,8 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             options = {"top_k": self.parameterAsInt(parameters, self.TOP_K, context), "tile_sizes_m": sizes,
                        "stage2": self.parameterAsBool(parameters, self.STAGE2, context), "output_crs": out_crs.toWkt()}
             result = client.request("search", {
-                "sketch": {"path": str(Path(sketch).resolve())}, "sources": sources,
+                "sketch": {"path": str(Path(sketch).resolve())} if sketch else None, "like": like, "unlike": unlike,
+                "sources": sources,
                 "extent": engine_extent(*area) if area else None, "options": options,
                 "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context) or None, "device": "auto",
                 "thumbnail": 0}, progress=progress, is_cancelled=feedback.isCanceled)
@@ -146,3 +161,21 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             except RuntimeError as exc:
                 feedback.reportError(str(exc))
         return {self.OUTPUT: getattr(self, "_dest_id", None)}
+
+
+def places(layer, name: str) -> list[dict]:
+    """The polygons of a vector layer (a multipolygon's parts one by one) as the protocol's places
+    ({"wkt", "crs"} in the layer's CRS); [] for no layer. A layer without polygons is an error."""
+    if layer is None:
+        return []
+    crs = layer.crs().toWkt()
+    out = []
+    for feature in layer.getFeatures():
+        geometry = feature.geometry()
+        if geometry.isNull() or geometry.isEmpty():
+            continue
+        parts = geometry.asGeometryCollection() if geometry.isMultipart() else [geometry]
+        out += [{"wkt": part.asWkt(), "crs": crs} for part in parts if part.area() > 0]
+    if not out:
+        raise QgsProcessingException(f"{name}: layer {layer.name()!r} holds no polygons.")
+    return out

@@ -129,3 +129,48 @@ def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_chec
     rq = query_of(refined)
     assert len(rq["like"]) == 1 and len(rq["unlike"]) == 1 and refined.featureCount() == 4
     dock2.cleanup()
+
+
+# ---- Processing: optional LIKE / UNLIKE polygon layers ------------------------------------------------
+from .test_export_processing import _plane_sketch, provider  # noqa: E402,F401 (the fixture)
+
+
+def _polygons(name: str, rects, crs: str = "EPSG:32633"):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    layer = QgsVectorLayer(f"Polygon?crs={crs}", name, "memory")
+    feats = []
+    for rect in rects:
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromRect(QgsRectangle(*rect)))
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def test_processing_like_and_unlike_layers(provider, tmp_path, geotiff, tiny_checkpoint):
+    import processing
+    from qgis.core import QgsProcessingException, QgsVectorLayer
+
+    common = {"LAYERS": [str(geotiff)], "TOP_K": 3, "TILE_SIZES": "64", "CHECKPOINT": str(tiny_checkpoint)}
+    like = _polygons("right", [(500096, 5000096, 500160, 5000160)])
+    unlike = _polygons("wrong", [(500000, 5000000, 500064, 5000064), (500192, 5000192, 500256, 5000256)])
+    # by example: no sketch
+    out = tmp_path / "by_example.gpkg"
+    result = processing.run("sketchsearch:sketchsearch", {**common, "LIKE": like, "OUTPUT": str(out)})
+    assert QgsVectorLayer(result["OUTPUT"], "out", "ogr").featureCount() == 3
+    # a sketch refined by both
+    out = tmp_path / "refined.gpkg"
+    result = processing.run("sketchsearch:sketchsearch", {**common, "SKETCH": str(_plane_sketch(tmp_path)),
+                                                          "LIKE": like, "UNLIKE": unlike, "OUTPUT": str(out)})
+    layer = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
+    assert layer.featureCount() == 3
+    # neither sketch nor LIKE; a LIKE layer without polygons: plain errors, no output
+    for params, message in [({}, "Give a sketch image, or LIKE polygons"),
+                            ({"LIKE": _polygons("empty", [])}, "holds no polygons"),
+                            ({"LIKE": _polygons("far", [(0, 0, 10, 10)])}, "none of the marked places")]:
+        never = tmp_path / "never.gpkg"
+        with pytest.raises(QgsProcessingException, match=message):
+            processing.run("sketchsearch:sketchsearch", {**common, **params, "OUTPUT": str(never)})
+        assert not never.exists()
