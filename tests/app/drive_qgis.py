@@ -137,10 +137,65 @@ def run():
     dock.export_button.click()
     step("exported", exists=out.is_file(), siblings=sorted(p.name for p in out.parent.glob(out.stem + ".*")))
 
-    # 9. Nothing of the engine inside QGIS's process.
+    # 9. Mark the top matches right or wrong (by the truth when given, else the best right and the next
+    #    ones wrong), press Refine, and wait for a second ranked layer.
+    marked = mark_top(dock, results[0], 4)
+    before = set(QgsProject.instance().mapLayers())
+    dock.refine_panel.refine_button.click()
+    wait_for(lambda: dock.task is None, 600, "the refined search to finish")
+    task = dock.search_task
+    refined = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
+    refined = [l for l in refined if isinstance(l, QgsVectorLayer)]
+    step("refined", marked=marked, status=dock.status.text(), error=getattr(task, "error", None),
+         layers=[l.name() for l in refined], ranks=[f["rank"] for f in refined[0].getFeatures()] if refined else [],
+         rows_marked=[dock.results.item(i).text().split("   ")[0] for i in range(dock.results.count())])
+    shoot("app_refined")
+
+    # 10. Nothing of the engine inside QGIS's process.
     report["heavy_modules"] = sorted(m for m in HEAVY if m in sys.modules)
     report["ok"] = True
     step("done")
+
+
+def mark_top(dock, layer, n):
+    """Marks the first n rows: a tick for the right ones, the Wrong button for the others. Right = lies on
+    a truth cell of SKETCH_SEARCH_APP_TRUTH_CLASS (half of the smaller shared) when SKETCH_SEARCH_APP_TRUTH
+    names the truth file, else rank 1 only. Returns {rank: mark}."""
+    from qgis.core import QgsCoordinateTransform
+    from qgis.PyQt.QtCore import Qt
+
+    cells = []
+    if ENV.get("SKETCH_SEARCH_APP_TRUTH"):
+        truth = QgsVectorLayer(ENV["SKETCH_SEARCH_APP_TRUTH"], "truth", "ogr")
+        to_layer = QgsCoordinateTransform(truth.crs(), layer.crs(), QgsProject.instance())
+        wanted = ENV.get("SKETCH_SEARCH_APP_TRUTH_CLASS", "airplane")
+        for f in truth.getFeatures():
+            if f["class"] == wanted:
+                g = f.geometry()
+                g.transform(to_layer)
+                cells.append(g)
+
+    def right(rank):
+        if not ENV.get("SKETCH_SEARCH_APP_TRUTH"):
+            return rank == 1
+        g = next(layer.getFeatures(f'"rank" = {rank}')).geometry()
+        return any(g.intersection(c).area() >= 0.5 * min(g.area(), c.area()) > 0 for c in cells)
+
+    marks = {}
+    dock.results.clearSelection()
+    for i in range(min(n, dock.results.count())):
+        item = dock.results.item(i)
+        rank = item.data(Qt.ItemDataRole.UserRole)[1]
+        if right(rank):
+            item.setCheckState(Qt.CheckState.Checked)  # the check of the row
+            marks[rank] = "right"
+        else:
+            item.setSelected(True)
+            marks[rank] = "wrong"
+    if dock.results.selectedItems():
+        dock.refine_panel.wrong_button.click()
+    dock.results.clearSelection()
+    return marks
 
 
 INSTALL = {}

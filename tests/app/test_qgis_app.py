@@ -33,6 +33,7 @@ def test_search_in_the_real_qgis_application(tmp_path, plugin_zip, mosaic, data_
         "SKETCH_SEARCH_APP_ZIP": str(plugin_zip), "SKETCH_SEARCH_APP_RASTER": str(mosaic),
         "SKETCH_SEARCH_APP_SKETCH": str(data_dir / "eoc_sketches" / "Aeroplane" / "0.jpg"),
         "SKETCH_SEARCH_APP_OUT": str(tmp_path / "out" / "planes.shp"), "SKETCH_SEARCH_APP_SHOTS": str(shots),
+        "SKETCH_SEARCH_APP_TRUTH": str(mosaic.parent / "truth.gpkg"),
         "SKETCH_SEARCH_PYTHON": engine_python, "SKETCH_SEARCH_INDEX": str(tmp_path / "index")})
     context = f"exit {proc.returncode}\nreport: {json.dumps(report, indent=1)[-3000:]}\nstderr: {proc.stderr[-3000:]}"
     assert proc.returncode == 0, context  # QGIS itself ended normally: no crash, no abort
@@ -45,6 +46,9 @@ def test_search_in_the_real_qgis_application(tmp_path, plugin_zip, mosaic, data_
     assert sorted(searched["ranks"]) == list(range(1, len(searched["ranks"]) + 1)) and searched["ranks"], context
     assert searched["thumbnails"] == len(searched["ranks"]), context
     assert {"planes.shp", "planes.shx", "planes.dbf", "planes.prj"} <= set(steps["exported"]["siblings"]), context
+    refined = steps["refined"]  # top matches marked by the truth, Refine pressed: a second ranked layer
+    assert len(refined["marked"]) == min(4, len(searched["ranks"])) and refined["error"] is None, context
+    assert len(refined["layers"]) == 1 and refined["layers"][0].endswith(" refined") and refined["ranks"], context
     assert report["heavy_modules"] == [], context  # the engine's libraries never entered QGIS's process
     assert steps["engine"]["info"]["protocol"] == 1
 
