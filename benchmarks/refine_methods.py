@@ -147,9 +147,15 @@ def evaluate(g: Gallery, score, sketches: dict, cells: int, k: int = 10, rounds:
     out = {}
     for cls, vectors in sketches.items():
         targets = g.truth(cls)
-        right = lambda i: is_correct(g.P[i], targets, 0.5)
-        on = lambda i, places: any(is_correct(g.P[i], np.array([pl], dtype=object), 0.5) for pl in places)
-        prec = lambda ids: (sum(right(i) for i in ids[:k])) / k
+
+        def right(i, targets=targets):
+            return is_correct(g.P[i], targets, 0.5)
+
+        def on(i, places):
+            return any(is_correct(g.P[i], np.array([pl], dtype=object), 0.5) for pl in places)
+
+        def prec(ids, right=right):
+            return sum(right(i) for i in ids[:k]) / k
         per_sketch = []
         for s in vectors:
             shown = g.search(g.V @ s, k)

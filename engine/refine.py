@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
 
-from .search import (Extent, Match, SearchError, SearchOptions, SearchResult, _compute, _merge, _stage1,
-                     _something_to_search, check_options, plan)
+from .search import (Extent, Match, SearchError, SearchOptions, SearchResult, _compute, _merge, _something_to_search,
+                     _stage1, check_options, plan)
 
 LIKE, UNLIKE = "like", "unlike"
 
@@ -162,8 +162,8 @@ def _example_layers(embedder, sources, places: Sequence[Extent], options: Search
     """The index layers under the marked places (a plan over their union). A layer whose index entry
     the search plan opened already shares that entry object, so a tile is computed once and both
     see it."""
-    from .index.store import key_hash
     from .index.build import Layer
+    from .index.store import key_hash
 
     crs = sources[0].crs_wkt
     union = shapely.union_all(_places_in(places, crs))
@@ -224,7 +224,9 @@ def run_refined_search(embedder, sketch, sources: Sequence, extent: Extent | Non
     """engine.search.run_search with marked places; `sketch` may be None when `like` is given.
     Each match's `mark` says whether it lies on a liked or unliked place."""
     t0 = time.perf_counter()
-    options = options or SearchOptions()
+    # Stage 2 compares sketch tokens with tile tokens; a refined query is no longer a sketch, so it is
+    # not applied (and no tokens are computed for it).
+    options = replace(options or SearchOptions(), stage2=False)
     check_options(options)
     like, unlike = list(like), list(unlike)
     if sketch is None and not like:

@@ -10,7 +10,7 @@ import shapely
 from shapely.geometry import box
 
 from engine.raster.rasterio_source import RasterioSource
-from engine.refine import (LIKE, UNLIKE, DEFAULT_SETTINGS, NoPlaceOverRaster, RefineSettings, place_vectors,
+from engine.refine import (DEFAULT_SETTINGS, LIKE, UNLIKE, NoPlaceOverRaster, RefineSettings, place_vectors,
                            refined_vector)
 from engine.search import Extent, SearchError, SearchOptions, plan, run_search
 from engine.tiling import reproject
@@ -228,8 +228,8 @@ def test_cli_refines_a_sketch_search_with_liked_and_unliked_files(tmp_path, cli,
     assert cli("--sketch", sketch, "--out", tmp_path / "first.gpkg")[0] == 0
     first = _read(tmp_path / "first.gpkg")
     like = _write_polygons(tmp_path / "right.gpkg", [first[3][1]], UTM)
-    unlike = _write_polygons(tmp_path / "wrong.geojson", [first[0][1]], UTM)  # GeoJSON: written in WGS 84
-    code, out, err = cli("--sketch", sketch, "--like", like, "--unlike", unlike, "--out", tmp_path / "second.gpkg")
+    unlike = _write_polygons(tmp_path / "wrong.geojson", [first[0][1]], UTM)  # another format
+    code, _, err = cli("--sketch", sketch, "--like", like, "--unlike", unlike, "--out", tmp_path / "second.gpkg")
     assert code == 0, err
     second = _read(tmp_path / "second.gpkg")
     # the liked place first (merged with a neighbour sharing half of it, when that one scores higher)

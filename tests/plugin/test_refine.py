@@ -30,7 +30,7 @@ def rows(dock) -> list:
 
 
 def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp_path):
-    dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
+    dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
     dock.tile_sizes.setText("64, 96")
     dock.top_k.setValue(6)
     first = run_to_end(dock).outcome.layer
@@ -102,7 +102,7 @@ def test_search_by_example_with_a_rectangle_needs_no_sketch(iface, geotiff, tiny
 
 
 def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_checkpoint, tmp_path):
-    dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
+    dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
     dock.tile_sizes.setText("64")
     dock.top_k.setValue(4)
     first = run_to_end(dock).outcome.layer
@@ -132,7 +132,19 @@ def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_chec
 
 
 # ---- Processing: optional LIKE / UNLIKE polygon layers ------------------------------------------------
-from .test_export_processing import _plane_sketch, provider  # noqa: E402,F401 (the fixture)
+from .test_export_processing import _plane_sketch
+
+
+@pytest.fixture
+def provider(qgis_app):
+    from qgis.core import QgsApplication
+
+    from sketch_search_plugin.processing.provider import SketchSearchProvider
+
+    provider = SketchSearchProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield provider
+    QgsApplication.processingRegistry().removeProvider(provider)
 
 
 def _polygons(name: str, rects, crs: str = "EPSG:32633"):
