@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .process_group import run_killing_group  # noqa: F401 (the app tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,18 +60,3 @@ def need(*commands: str) -> None:
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (scripts/setup.sh installs them)")
 
-
-def run_killing_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
-    """subprocess.run in a session of its own, so a timeout kills everything it started (xvfb-run's
-    Xvfb and qgis.bin, the engine worker), not just the first process."""
-    import signal
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            **kw)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return subprocess.CompletedProcess(cmd, -9, out, err + f"\n[killed after {timeout} s]")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -27,6 +27,11 @@ import shutil
 import subprocess
 import sys
 import time
+
+try:
+    from .process_group import run_killing_group
+except ImportError:  # run as a script: python tests/app/sid_chroot.py
+    from process_group import run_killing_group
 from pathlib import Path
 
 SUITE = "sid"
@@ -195,22 +200,11 @@ def run_in_chroot(cmd: list[str], *, binds: dict[str, str] | None = None, env: d
                   timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess:
     """Runs cmd in the ready chroot in a session of its own (a timeout kills everything it started).
     binds: host folder -> "rw" or "ro", mounted at the same path inside; env adds to a clean environment."""
-    import signal
-
     root = ensure_chroot()
     full_env = {**default_env(), **(env or {})}
     inner = cmd if cwd is None else ["sh", "-c", f"cd {q(cwd)} && exec " + " ".join(q(a) for a in cmd)]
-    host_cmd = _in_chroot_command(root, inner, binds or {}, full_env)
-    proc = subprocess.Popen(host_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return subprocess.CompletedProcess(cmd, -9, out, err + f"\n[killed after {timeout} s]")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
+    done = run_killing_group(_in_chroot_command(root, inner, binds or {}, full_env), timeout)
+    return subprocess.CompletedProcess(cmd, done.returncode, done.stdout, done.stderr)
 
 if __name__ == "__main__":
     reason = why_not_possible()
