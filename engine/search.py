@@ -276,8 +276,10 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
     return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
 
 
-def _compute(embedder, layers, options, progress, is_cancelled, what: str) -> tuple[int, int]:
-    """Embed the tiles not in the index yet, within the max_tiles limit."""
+def _compute(embedder, layers, options, progress, is_cancelled, what: str,
+             approximate_index: bool = False) -> tuple[int, int]:
+    """Embed the tiles not in the index yet, within the max_tiles limit (approximate_index: and
+    give huge entries their ANN index, engine/index/ann.py; index builds only)."""
     from .index.build import Cancelled, compute_layers
 
     todo = sum(len(l.todo) for l in layers)
@@ -287,7 +289,7 @@ def _compute(embedder, layers, options, progress, is_cancelled, what: str) -> tu
                            f"or raise the limit (--max-tiles)")
     try:
         return _user_errors(compute_layers, layers, embedder, options.min_valid, options.stage2, progress,
-                            is_cancelled)
+                            is_cancelled, approximate_index)
     except Cancelled as exc:
         raise SearchCancelled(str(exc)) from None
 
@@ -314,13 +316,13 @@ def _something_to_search(layers, options: SearchOptions, what: str) -> None:
 
 def _stage1(query: np.ndarray, layers, n: int) -> list[tuple[float, int, int]]:
     """The n best (score, layer index, tile) over all layers by global-vector similarity."""
+    from .index.ann import entry_topk
     from .index.store import EMBEDDED
-    from .ranking import stage1_topk
 
     hits = []
     for li, layer in enumerate(layers):
         rows = layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED]
-        ids, scores = stage1_topk(query, layer.entry.cls, n, rows)
+        ids, scores = entry_topk(query, layer.entry, rows, n)  # exact, or approximate + exact re-scoring when huge
         hits += [(float(s), li, int(t)) for s, t in zip(scores, ids)]
     return sorted(hits, key=lambda h: -h[0])[:n]
 
@@ -377,7 +379,7 @@ def build_index(embedder, sources: Sequence, extent: Extent | None = None, optio
     layers, _ = plan(embedder, sources, extent, options)
     from .index.build import require_writable
     _user_errors(require_writable, layers)
-    computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building")
+    computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building", True)
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
     _something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import ann
 from .store import EMBEDDED, NOT_DONE, SKIPPED, SPACE_MARGIN, IndexEntry, TileIndexError, free_bytes
 from .tile_reader import BatchReader, read_tiles  # read_tiles: tests slow it down here
 
@@ -101,8 +102,11 @@ def _mib(n: int) -> str:
 
 def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens: bool,
                    progress: Callable[[int, int, str], None] | None = None,
-                   is_cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
-    """Embed every not-yet-computed tile of the layers. Returns (embedded, skipped) counts."""
+                   is_cancelled: Callable[[], bool] | None = None,
+                   approximate_index: bool = False) -> tuple[int, int]:
+    """Embed every not-yet-computed tile of the layers. Returns (embedded, skipped) counts.
+    approximate_index: also (re)build the ANN index of entries large enough for one (index builds;
+    a search never spends minutes on it)."""
     total = sum(len(l.todo) for l in layers)
     counts = {"done": 0, "embedded": 0, "skipped": 0}
     if total:
@@ -111,7 +115,8 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
         progress(0, total, f"{total} tiles to compute")
     for layer in layers:
         todo = layer.todo
-        if len(todo) == 0 and not _tile_layer_stale(layer):
+        refresh_ann = approximate_index and ann.needs_refresh(layer.entry)
+        if len(todo) == 0 and not _tile_layer_stale(layer) and not refresh_ann:
             continue
         with layer.entry.writing():
             todo = layer.todo  # another process may have computed some, or found some damaged
@@ -130,6 +135,8 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
                     raise
             if layer.entry.stored and (len(todo) or _tile_layer_stale(layer)):
                 write_tile_layer(layer)
+            if approximate_index and layer.entry.stored:  # a huge entry gets its approximate index for stage 1
+                ann.refresh(layer.entry, lambda what: progress and progress(counts["done"], total, what))
     return counts["embedded"], counts["skipped"]
 
 
