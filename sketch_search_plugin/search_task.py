@@ -42,7 +42,9 @@ class SearchRequest:
         """The request's parameters in the worker protocol (after rendering)."""
         if any(isinstance(s, RenderedLayer) for s in self.sources):
             raise RuntimeError("web layers must be rendered before the request is sent")
-        params = {"sources": self.sources, "extent": self.extent, "options": self.options,
+        from .shared_index import with_index_dir
+
+        params = {"sources": self.sources, "extent": self.extent, "options": with_index_dir(self.options),
                   "checkpoint": self.checkpoint, "device": self.device or "auto"}
         if self.like or self.unlike:  # optional fields of protocol 1 (see refine.py)
             params.update(like=list(self.like or []), unlike=list(self.unlike or []))

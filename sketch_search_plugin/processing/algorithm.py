@@ -73,6 +73,7 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         from ..inputs import InputError, build_sources, engine_extent
         from ..result_layer import match_attributes, result_fields
         from ..search_task import log, render_sources
+        from ..shared_index import with_index_dir
         from ..worker_client import EngineCancelled, EngineError, shared_client
 
         sketch = self.parameterAsFile(parameters, self.SKETCH, context)
@@ -112,8 +113,9 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             loaded = client.request("load", {"checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context)
                                              or None, "device": "auto"}, is_cancelled=feedback.isCanceled)
             feedback.pushInfo(f"Model: {loaded.get('model')} on {loaded.get('device')}")
-            options = {"top_k": self.parameterAsInt(parameters, self.TOP_K, context), "tile_sizes_m": sizes,
-                       "stage2": self.parameterAsBool(parameters, self.STAGE2, context), "output_crs": out_crs.toWkt()}
+            options = with_index_dir({  # the index folder of the setting SketchSearch/index_dir
+                "top_k": self.parameterAsInt(parameters, self.TOP_K, context), "tile_sizes_m": sizes,
+                "stage2": self.parameterAsBool(parameters, self.STAGE2, context), "output_crs": out_crs.toWkt()})
             result = client.request("search", {
                 "sketch": {"path": str(Path(sketch).resolve())} if sketch else None, "like": like, "unlike": unlike,
                 "sources": sources,
