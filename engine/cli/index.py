@@ -19,6 +19,9 @@ def register(sub) -> None:
     b.add_argument("--tokens", action="store_true",
                    help="also store every tile's stage-2 tokens (much larger; without them a --stage2 search "
                         "computes and keeps the tokens of its candidates only)")
+    b.add_argument("--dask", metavar="ADDRESS",
+                   help="read and embed on a Dask cluster: a scheduler address (tcp://host:8786), or local:N to start "
+                        "N local worker processes; this process commits, so the index equals a serial build's")
     add_raster_options(b)
     b.set_defaults(handler=run_build)
     i = isub.add_parser("info", help="list the index entries (raster, scale, model, tiles, size on disk)")
@@ -50,10 +53,20 @@ def run_build(args) -> int:
         raise UserError("index build stores tiles: drop --no-index")
     sources, extent, options = open_inputs(args)
     options = replace(options, stage2=args.tokens)
-    embedder = load_embedder(args.checkpoint, args.device)
+    if args.dask and args.tokens:
+        raise UserError("a Dask build stores stage-1 vectors only: drop --tokens")
+    # with --dask the workers embed (on their own device); here the model only names the index entries
+    embedder = load_embedder(args.checkpoint, "cpu" if args.dask else args.device)
     bar = ProgressBar()
     try:
-        result = build_index(embedder, sources, extent, options, progress=bar)
+        if args.dask:
+            from ..index.distributed import build_index_dask
+
+            checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
+            result = build_index_dask(embedder, sources, args.dask, checkpoint, args.device, extent, options,
+                                      progress=bar)
+        else:
+            result = build_index(embedder, sources, extent, options, progress=bar)
     except (SearchError, TileIndexError) as exc:
         raise UserError(str(exc)) from None
     finally:

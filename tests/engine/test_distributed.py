@@ -1,0 +1,97 @@
+"""Index builds on Dask (engine/index/distributed.py): the same index as a serial build, resumable
+after a cancel, with progress; the CLI's --dask local:N starts its own cluster (slow)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from engine.index import list_entries  # noqa: E402
+from engine.index.distributed import build_index_dask  # noqa: E402
+from engine.raster.rasterio_source import RasterioSource  # noqa: E402
+from engine.search import SearchCancelled, SearchError, SearchOptions, build_index  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client
+
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        yield c
+
+
+def vectors(index: Path) -> dict:
+    out = {}
+    for e in list_entries(index):
+        state = np.load(Path(e["folder"]) / "commit.npz")["state"]
+        cls = np.fromfile(Path(e["folder"]) / "cls.f32", np.float32).reshape(e["count"], e["dim"])
+        out[e["key"]["tile_m"]] = (state, cls[state == 1])
+    return out
+
+
+def assert_same_index(a: Path, b: Path):
+    va, vb = vectors(a), vectors(b)
+    assert va.keys() == vb.keys() and va
+    for scale in va:
+        np.testing.assert_array_equal(va[scale][0], vb[scale][0])
+        np.testing.assert_allclose(va[scale][1], vb[scale][1], atol=1e-5)
+
+
+def test_dask_build_equals_serial_and_resumes(tmp_path, rgb_tif, emb, tiny_checkpoint, client, geo):
+    holes = geo.pattern(600, 800)
+    holes[:, 400:, 500:] = 0
+    src = RasterioSource(geo.write_tif(tmp_path / "holes.tif", holes, nodata=0))
+    opts = dict(tile_sizes_m=(20, 60), stage2=False)
+    build_index(emb, [src], options=SearchOptions(index_dir=tmp_path / "serial", **opts))
+    calls = []
+
+    def cancel_after_first_unit():
+        calls.append(1)
+        return len(calls) >= 1
+
+    with pytest.raises(SearchCancelled, match="kept in the index"):
+        build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu",
+                         options=SearchOptions(index_dir=tmp_path / "dask", **opts), is_cancelled=cancel_after_first_unit,
+                         unit_tiles=64)
+    partial = sum(e["embedded"] + e["skipped"] for e in list_entries(tmp_path / "dask"))
+    assert 0 < partial
+    seen = []
+    result = build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu",
+                              options=SearchOptions(index_dir=tmp_path / "dask", **opts),
+                              progress=lambda done, total, msg: seen.append((done, total)), unit_tiles=64)
+    assert result.cached == partial  # what the cancelled build committed is not computed again
+    assert seen and seen[-1][0] == seen[-1][1] == result.computed + result.skipped
+    assert_same_index(tmp_path / "serial", tmp_path / "dask")
+    again = build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu",
+                             options=SearchOptions(index_dir=tmp_path / "dask", **opts))
+    assert again.computed == 0
+
+
+def test_workers_with_another_model_are_refused(tmp_path, rgb_tif, emb, client):
+    from engine.model.checkpoints import save_checkpoint
+
+    other = type(emb.model)(emb.cfg)  # the same architecture, other (random) weights
+    path = save_checkpoint(other, tmp_path / "other.safetensors", card={"name": "other"})
+    with pytest.raises(SearchError, match="another model"):
+        build_index_dask(emb, [RasterioSource(rgb_tif)], client, str(path), "cpu",
+                         options=SearchOptions(index_dir=tmp_path / "idx", tile_sizes_m=(60,)))
+
+
+@pytest.mark.slow
+def test_cli_dask_local_cluster_builds_the_serial_index(tmp_path, rgb_tif, tiny_checkpoint):
+    def cli(*extra):
+        args = [sys.executable, "-m", "engine.cli", "index", "build", "--raster", str(rgb_tif), "--checkpoint",
+                str(tiny_checkpoint), "--device", "cpu", "--tile-size", "20", "60", *extra]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and "index ready" in done.stdout, done.stderr
+        return done
+
+    cli("--index-dir", str(tmp_path / "serial"))
+    out = cli("--index-dir", str(tmp_path / "dask"), "--dask", "local:2")
+    assert "tiles computed" in out.stdout
+    assert_same_index(tmp_path / "serial", tmp_path / "dask")
