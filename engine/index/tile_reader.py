@@ -29,6 +29,7 @@ from ..raster.source import Window
 BLOCK_DENSITY = 0.5     # a read window must hold at least this share of wanted tiles, else it is split
 READ_TILES = 128        # tiles per read (a block of 8 x 16 at 50 % overlap reads 1.2x the tiles' own area)
 MAX_READERS = 16        # reader threads at most (beyond that the disk, not the CPU, limits)
+MAX_BLOCK_PX = 1 << 26  # source pixels one read may span (64 Mpx: 0.2 GB of RGB), so fine imagery stays bounded
 
 
 def reader_threads() -> int:
@@ -106,7 +107,8 @@ def _dense_groups(grid, tiles: np.ndarray, blockwise: np.ndarray) -> Iterator[np
             continue
         r, c = rows[at], cols[at]
         height, width = r.max() - r.min() + 1, c.max() - c.min() + 1
-        if len(at) == 1 or len(at) >= BLOCK_DENSITY * height * width:
+        source_px = ((height - 1) * grid.stride_r + grid.tile_r) * ((width - 1) * grid.stride_c + grid.tile_c)
+        if len(at) == 1 or (len(at) >= BLOCK_DENSITY * height * width and source_px <= MAX_BLOCK_PX):
             yield at
             continue
         if height >= width:

@@ -106,6 +106,18 @@ def test_edge_tiles_sparse_sets_and_fractional_strides(make_tif, pat):
     assert_same_tiles(src, 60, 64, overlap=0.3, blockwise_expected=False)
 
 
+def test_reads_of_fine_imagery_stay_bounded(make_tif, pat, monkeypatch):
+    import engine.index.tile_reader as tr
+
+    calls = []
+    src = RasterioSource(make_tif("a.tif", pat))
+    real = src.read_rgb
+    monkeypatch.setattr(src, "read_rgb", lambda w, out: calls.append(w.width * w.height) or real(w, out))
+    monkeypatch.setattr(tr, "MAX_BLOCK_PX", 300 * 300)  # fewer source pixels than two 200 px tiles take
+    assert_same_tiles(src, 60, 64)
+    assert max(calls) <= 300 * 300
+
+
 def test_block_order_makes_compact_batches():
     from types import SimpleNamespace
 
