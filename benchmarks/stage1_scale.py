@@ -7,14 +7,16 @@ memory as in the engine's worker: candidates from the ANN index, re-scored exact
 `recall_at_100` (mean share of the exact top 100 found), plus build time and sizes.
 
 Synthetic vectors, because 10^7 float32 vectors of 1536-d are 61 GB (float16: 31 GB), more than
-this machine's 20 GB of disk: each vector is a cluster centre plus a within-cluster variation,
-x_i = normalise(C[k_i] + G z_i), with 1,000 vectors per cluster, random unit centres C (spanning
-all 1536 dimensions), G a fixed random 1536 x 128 map and z_i stored as float16 (so a row's exact
-vector is computed from 256 bytes instead of read from 6 KB). Members of one cluster have cosine
-about 0.5 with each other; a query is a centre plus its own variation plus isotropic noise
-(cosine about 0.4 with its best rows, as a sketch against tiles). Exact search over all rows is
+this machine's 20 GB of disk. They are shaped like real tile vectors: the principal-axis spectrum
+(variance per axis, and the length of the mean vector) of 4,173 real UC Merced tile vectors of the
+default model is stored in benchmarks/tile_vector_spectrum.npz (`--measure-spectrum INDEX_DIR` makes
+it from any index), and the synthetic set follows it on random axes: x_i = normalise(C[k_i] + G z_i),
+1,000 vectors per cluster, centres C drawn with 70 % of the spectrum's variance around the mean
+vector, the within-cluster part G z_i (30 %) through a fixed map G of a 128-d latent z_i stored as
+float16 (so a row's exact vector is computed from 256 bytes instead of read from 6 KB). A query
+is a centre, its own variation and noise of the same spectrum. Exact search over all rows is
 computed from the same representation (scores = C[k] . q + z . (G^T q), divided by the norms).
-Real tile vectors differ: measure recall on a real index before trusting these figures for it.
+Real indexes differ: measure recall on one before trusting these figures for it.
 """
 from __future__ import annotations
 
@@ -32,18 +34,51 @@ PER_CLUSTER = 1000
 CHUNK = 1 << 18
 
 
+SPECTRUM_FILE = Path(__file__).with_name("tile_vector_spectrum.npz")
+BETWEEN, WITHIN, QUERY_NOISE = 0.7, 0.3, 2.0  # shares of the spectrum's variance
+
+
+def measure_spectrum(index_dir: str, out: Path = SPECTRUM_FILE) -> dict:
+    """Variance per principal axis (largest first, summing to 1), the mean vector's squared length
+    and the total variance of the stage-1 vectors stored in an index folder."""
+    from engine.index import list_entries
+
+    rows = []
+    for e in list_entries(index_dir, check=False):
+        if e.get("broken"):
+            continue
+        state = np.load(Path(e["folder"]) / "commit.npz")["state"]
+        cls = np.fromfile(Path(e["folder"]) / "cls.f32", np.float32).reshape(e["count"], e["dim"])
+        rows.append(cls[state == 1])
+    x = np.concatenate(rows).astype(np.float64)
+    mean = x.mean(0)
+    var = np.linalg.svd(x - mean, compute_uv=False) ** 2 / len(x)
+    var = np.pad(var, (0, max(0, x.shape[1] - len(var))))
+    result = {"share": var / var.sum(), "mean_norm2": float(mean @ mean), "total_var": float(var.sum()),
+              "vectors": len(x)}
+    np.savez(out, **result)
+    return result
+
+
 class SyntheticVectors:
-    """N unit vectors of `dim`, stored as (cluster, float16 latent) per row in `folder`."""
+    """N unit vectors of `dim`, stored as (cluster, float16 latent) per row in `folder`, shaped by
+    the spectrum of real tile vectors (SPECTRUM_FILE)."""
 
     def __init__(self, folder: Path, n: int, dim: int, seed: int = 0):
         self.n, self.dim = n, dim
         rng = np.random.default_rng(seed)
+        spec = np.load(SPECTRUM_FILE)
+        share = np.asarray(spec["share"], np.float64)
+        share = np.interp(np.linspace(0, len(share) - 1, dim), np.arange(len(share)), share)
+        var = share / share.sum() * float(spec["total_var"])          # variance per principal axis
+        axes = np.linalg.qr(rng.standard_normal((dim, dim)))[0]       # random principal axes
+        mean = axes[:, -1] * np.sqrt(float(spec["mean_norm2"]))        # the common part of all vectors
+        self.scale_axes = (axes * np.sqrt(var)).astype(np.float32)    # unit normal -> that spectrum
         k = max(16, n // PER_CLUSTER)
-        centres = rng.standard_normal((k, dim), dtype=np.float32)
-        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
-        # E|G z|^2 = 1 for z ~ N(0, I): the variation is as long as the centre
-        self.g = rng.standard_normal((dim, LATENT), dtype=np.float32) / np.float32(np.sqrt(dim * LATENT))
-        tag = f"{n}-{dim}-{seed}"
+        self.centres = (mean + np.sqrt(BETWEEN) * rng.standard_normal((k, dim)) @ self.scale_axes.T).astype(np.float32)
+        mix = rng.standard_normal((dim, LATENT)) / np.sqrt(LATENT)    # E|G z|^2 = WITHIN x total variance
+        self.g = (np.sqrt(WITHIN) * self.scale_axes @ mix).astype(np.float32)
+        tag = f"{n}-{dim}-{seed}-spectrum"
         paths = [folder / f"synthetic-{tag}.{s}" for s in ("cluster", "latent", "norm")]
         if not all(p.exists() for p in paths):
             self._write(paths, k, rng)
@@ -95,7 +130,7 @@ class SyntheticVectors:
         rng = np.random.default_rng(seed)
         raw = (self.centres[rng.integers(0, len(self.centres), q)]
                + rng.standard_normal((q, LATENT), dtype=np.float32) @ self.g.T
-               + rng.standard_normal((q, self.dim), dtype=np.float32) / np.sqrt(self.dim))
+               + np.sqrt(QUERY_NOISE) * rng.standard_normal((q, self.dim), dtype=np.float32) @ self.scale_axes.T)
         return (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -105,7 +140,7 @@ def run(n: int, dim: int, n_queries: int, workdir: Path, k: int = 100) -> dict:
     t0 = time.perf_counter()
     data = SyntheticVectors(workdir, n, dim)
     made_s = time.perf_counter() - t0
-    index_path = workdir / f"ann-{n}-{dim}.faiss"
+    index_path = workdir / f"ann-{n}-{dim}-spectrum.faiss"
     ids = np.arange(n, dtype=np.int64)
     t0 = time.perf_counter()
     if index_path.exists():
@@ -131,14 +166,16 @@ def run(n: int, dim: int, n_queries: int, workdir: Path, k: int = 100) -> dict:
         got, _ = ann.topk(q, handle, data.rows, ids, k, no_rest)
         times.append(time.perf_counter() - t0)
         recalls.append(len(np.intersect1d(got, want)) / k)
-    sweep = []
-    for share in (1 / 16, 1 / 8, 1 / 4, 1 / 2):  # the other probe settings, for the record
-        handle.nprobe = max(1, round(handle.nlist * share))
+    sweep = []  # other settings, for the record: lists probed, candidates re-scored per hit
+    default = (handle.nprobe, ann.CANDIDATES_PER_HIT)
+    for share, per_hit in ((1 / 8, default[1]), (1 / 2, default[1]), (1 / 4, 10), (1 / 4, 20)):
+        handle.nprobe, ann.CANDIDATES_PER_HIT = max(1, round(handle.nlist * share)), per_hit
         t0 = time.perf_counter()
         got = [ann.topk(q, handle, data.rows, ids, k, no_rest)[0] for q in queries]
-        sweep.append({"nprobe": handle.nprobe, "seconds_per_query": (time.perf_counter() - t0) / n_queries,
+        sweep.append({"nprobe": handle.nprobe, "candidates": max(per_hit * k, ann.MIN_CANDIDATES),
+                      "seconds_per_query": (time.perf_counter() - t0) / n_queries,
                       "recall_at_100": float(np.mean([len(np.intersect1d(g, w)) / k for g, w in zip(got, truth)]))})
-    handle.nprobe = max(1, round(handle.nlist * ann.PROBE_SHARE))
+    handle.nprobe, ann.CANDIDATES_PER_HIT = default
     import faiss
     return {"vectors": n, "dim": dim, "queries": n_queries, "seconds_per_query": statistics.median(times),
             "max_seconds_per_query": max(times), "recall_at_100": float(np.mean(recalls)),
@@ -155,7 +192,15 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--workdir", help="folder for the vectors and the index (kept for reruns; default: a temporary one)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--measure-spectrum", metavar="INDEX_DIR",
+                    help=f"write the spectrum of the vectors of an index to {SPECTRUM_FILE.name}, then stop")
     args = ap.parse_args()
+    if args.measure_spectrum:
+        r = measure_spectrum(args.measure_spectrum)
+        top = np.cumsum(r["share"])
+        print(f"{r['vectors']} vectors: mean vector length^2 {r['mean_norm2']:.3f}, variance {r['total_var']:.3f}; "
+              f"top 64/256/512 axes hold {top[63]:.2f}/{top[255]:.2f}/{top[511]:.2f} of it -> {SPECTRUM_FILE}")
+        return 0
     tmp = tempfile.TemporaryDirectory(prefix="sketch-stage1-") if not args.workdir else None
     workdir = Path(args.workdir or tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)
