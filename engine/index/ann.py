@@ -202,6 +202,7 @@ def entry_topk(query: np.ndarray, entry, rows: np.ndarray, n: int) -> tuple[np.n
     """Stage 1 over one index entry: the best n of `rows` (embedded tile ids). Exact below
     ANN_MIN_ROWS rows or without a usable ANN index; approximate candidates re-scored exactly above."""
     from ..ranking import stage1_topk
+    from .store import EMBEDDED
 
     def exact(subset: np.ndarray, k: int):
         return stage1_topk(query, entry.cls, k, subset)
@@ -210,8 +211,29 @@ def entry_topk(query: np.ndarray, entry, rows: np.ndarray, n: int) -> tuple[np.n
         return exact(rows, n)
     index = load(entry.folder, entry.count)
     if index is None:
+        if getattr(entry, "lazy_checks", False):  # unchecked rows are never scanned: check them now
+            entry.verify(rows)
+            entry.lazy_checks = False
+            rows = rows[entry.state[rows] == EMBEDDED]
         return exact(rows, n)
-    return topk(query, index, lambda ids: np.asarray(entry.cls[ids], np.float32), rows, n, exact)
+    read = lambda ids: np.asarray(entry.cls[ids], np.float32)  # noqa: E731
+    if not getattr(entry, "lazy_checks", False):
+        return topk(query, index, read, rows, n, exact)
+    # Rows not checked yet: check the blocks of the hits only (a few MB, not the whole file); a
+    # damaged hit is dropped (its tiles count as not computed, with a warning) and the search runs
+    # again without it, so a damaged vector is never returned.
+    known = len(entry.problems)
+    for _ in range(8):
+        ids, scores = topk(query, index, read, rows, n, exact)
+        entry.verify(ids)
+        for problem in entry.problems[known:]:
+            log.warning("%s; those tiles are left out of this search (`index build` computes them again)", problem)
+        known = len(entry.problems)
+        good = entry.state[ids] == EMBEDDED
+        if good.all():
+            return ids, scores
+        rows = rows[entry.state[rows] == EMBEDDED]
+    return ids[good], scores[good]
 
 
 def refresh(entry, progress: Callable[[str], None] | None = None) -> bool:

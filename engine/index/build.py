@@ -49,10 +49,16 @@ class Layer:
 
 def open_entry(root: Path | None, key: dict, grid, dim: int, tiles: np.ndarray, info: dict) -> IndexEntry:
     """The index entry of one grid, read-only, with the rows of `tiles` checked; damaged rows
-    count as not computed (a warning says which file)."""
+    count as not computed (a warning says which file).
+
+    A huge entry with an ANN index (millions of rows: checking them all would read tens of GB) is
+    checked lazily instead: a search checks the blocks of the hits it returns (engine/index/ann.py),
+    an index build all of them before computing (compute_layers)."""
     entry = IndexEntry.open(root, key, grid.count, dim, info)
-    for problem in entry.verify(tiles):
-        log.warning("%s; its tiles are computed again", problem)
+    entry.lazy_checks = len(tiles) >= ann.ANN_MIN_ROWS and ann.held_rows(entry.folder) > 0
+    if not entry.lazy_checks:
+        for problem in entry.verify(tiles):
+            log.warning("%s; its tiles are computed again", problem)
     return entry
 
 
@@ -114,6 +120,10 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
     if progress:
         progress(0, total, f"{total} tiles to compute")
     for layer in layers:
+        if approximate_index and getattr(layer.entry, "lazy_checks", False):  # a build checks every row
+            for problem in layer.entry.verify(layer.tiles):
+                log.warning("%s; its tiles are computed again", problem)
+            layer.entry.lazy_checks = False
         todo = layer.todo
         refresh_ann = approximate_index and ann.needs_refresh(layer.entry)
         if len(todo) == 0 and not _tile_layer_stale(layer) and not refresh_ann:

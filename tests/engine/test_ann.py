@@ -78,3 +78,32 @@ def test_index_build_makes_the_ann_index_and_searches_use_it(tmp_path, rgb_tif, 
     assert calls and approx.computed == 0
     assert [m.geometry.wkt for m in approx.matches] == [m.geometry.wkt for m in exact.matches]
     assert [m.score for m in approx.matches] == pytest.approx([m.score for m in exact.matches], abs=1e-6)
+
+
+def test_a_huge_entry_checks_only_the_blocks_of_its_hits(tmp_path, rgb_tif, emb, bar_sketch, monkeypatch, caplog):
+    """Checking every row of 10^7 tiles would read 61 GB: a search of an entry with an ANN index
+    checks the blocks of the hits it returns, and drops a damaged hit instead of returning it."""
+    from engine.index.store import IndexEntry
+
+    src = RasterioSource(rgb_tif)
+    opts = SearchOptions(index_dir=tmp_path / "idx", tile_sizes_m=(10,), top_k=5, candidates=20)
+    monkeypatch.setattr(ann, "ANN_MIN_ROWS", 500)
+    build_index(emb, [src], options=opts)
+    first = run_search(emb, bar_sketch, [src], options=opts)
+    (entry,) = list_entries(tmp_path / "idx")
+    checked = []
+    real_verify = IndexEntry.verify
+    monkeypatch.setattr(IndexEntry, "verify", lambda self, tiles=None: checked.append(
+        self.count if tiles is None else len(tiles)) or real_verify(self, tiles))
+    again = run_search(emb, bar_sketch, [src], options=opts)
+    assert [m.geometry.wkt for m in again.matches] == [m.geometry.wkt for m in first.matches]
+    assert checked and max(checked) <= 200 < entry["embedded"]  # the hits' blocks, not the entry
+    # damage the row of the best tile: it is left out, never returned with a wrong score
+    best, grid = first.matches[0].window, entry["grid"]
+    tile = round(best.row_off / grid["stride_px"][1]) * grid["cols"] + round(best.col_off / grid["stride_px"][0])
+    with open(f"{entry['folder']}/cls.f32", "r+b") as fh:
+        fh.seek(tile * entry["dim"] * 4)
+        fh.write(b"\xff" * 16)
+    damaged = run_search(emb, bar_sketch, [src], options=opts)
+    assert "left out of this search" in caplog.text
+    assert first.matches[0].geometry.wkt not in [m.geometry.wkt for m in damaged.matches[:1]]
