@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .embeddings import Embeddings
-from .model.checkpoints import CARD_FORMAT, CheckpointError, card_path_for
+from .model.checkpoints import CheckpointError, card_path_for, parse_card
 from .preprocess import ImageLike, dihedral_views, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
@@ -87,13 +87,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def _read_card(card_file: Path) -> dict:
     if not card_file.is_file():
         raise CheckpointError(card_file, "model card not found (the ONNX file is checked against it)")
-    try:
-        card = json.loads(card_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(card_file, f"model card is not valid JSON ({exc})") from None
-    if card.get("format") != CARD_FORMAT:
-        raise CheckpointError(card_file, f"not a model card of format {CARD_FORMAT} (format: {card.get('format')!r})")
-    return card
+    return parse_card(card_file)
 
 
 def _providers(device: str | None) -> tuple[list, str]:

@@ -31,6 +31,17 @@ class CheckpointError(ValueError):
         self.path, self.problem = Path(path), problem
 
 
+
+def parse_card(card_file: Path) -> dict:
+    """A model card's JSON, checked to be one; every failure a CheckpointError naming the file."""
+    try:
+        card = json.loads(Path(card_file).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(card_file, f"model card is not valid JSON ({exc})") from None
+    if card.get("format") != CARD_FORMAT:
+        raise CheckpointError(card_file, f"not a model card of format {CARD_FORMAT} (format: {card.get('format')!r})")
+    return card
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -193,12 +204,7 @@ def read_card(path: Path | str) -> tuple[Path, dict[str, Any]]:
     card_file = _existing(card_file) if card_file.exists() or path.suffix == ".json" else None
     if card_file is None:
         raise CheckpointError(path, f"model card {card_path_for(path).name} not found beside the weights")
-    try:
-        card = json.loads(card_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(card_file, f"model card is not valid JSON ({exc})") from None
-    if card.get("format") != CARD_FORMAT:
-        raise CheckpointError(card_file, f"not a model card of format {CARD_FORMAT} (format: {card.get('format')!r})")
+    card = parse_card(card_file)
     weights = card_file.with_name(card.get("weights_file", card_file.with_suffix(".safetensors").name))
     return _existing(weights), card
 

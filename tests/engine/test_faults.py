@@ -16,9 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import pytest
 
 from engine.cli import main
 from engine.index import list_entries
-from engine.index.store import COMMIT_FILE, EMBEDDED, key_hash
+from engine.index.store import COMMIT_FILE
 from engine.raster.rasterio_source import RasterioSource
 from engine.search import SearchError, SearchOptions, build_index, run_search
 
@@ -188,30 +186,9 @@ def test_a_missing_tile_layer_is_written_again(tmp_path, world, emb, bar_sketch)
 
 
 # -- read-only index ------------------------------------------------------------------------------------
-@contextmanager
-def read_only(folder: Path):
-    """`folder` cannot be written: a read-only bind mount as root (permissions do not stop root),
-    else the write bits taken away."""
-    if IS_ROOT:
-        ok = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
-        ok = ok and subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode == 0
-        if not ok:
-            subprocess.run(["umount", str(folder)], capture_output=True)
-            pytest.skip("root without the right to mount: cannot make a read-only folder")
-        try:
-            yield
-        finally:
-            subprocess.run(["umount", "-l", str(folder)], check=True)
-    else:
-        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
-        for p in modes:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield
-        finally:
-            for p, mode in modes.items():
-                p.chmod(mode)
 
+
+from tests.read_only import read_only  # noqa: E402 (shared with the plugin tests)
 
 def _snapshot(folder: Path) -> dict:
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")}

@@ -3,13 +3,12 @@ Processing algorithm search. A team's index, built once and then read-only (a ne
 searched without computing or writing anything, and nothing lands in the user's own index."""
 from __future__ import annotations
 
-import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from qgis.core import QgsApplication, QgsSettings
 
+from tests.read_only import read_only
 from sketch_search_plugin.shared_index import SETTING_INDEX_DIR, with_index_dir
 
 from .conftest import plane_strokes
@@ -24,32 +23,6 @@ def shared(tmp_path):
     QgsSettings().setValue(SETTING_INDEX_DIR, str(folder))
     yield folder
     QgsSettings().remove(SETTING_INDEX_DIR)
-
-
-@contextmanager
-def read_only(folder: Path):
-    """A read-only bind mount as root (permissions do not stop root), else the write bits taken away."""
-    import os
-
-    if os.geteuid() == 0:
-        ok = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
-        ok = ok and subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode == 0
-        if not ok:
-            subprocess.run(["umount", str(folder)], capture_output=True)
-            pytest.skip("root without the right to mount: cannot make a read-only folder")
-        try:
-            yield
-        finally:
-            subprocess.run(["umount", "-l", str(folder)], check=True)
-        return
-    modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
-    for p in modes:
-        p.chmod(modes[p] & ~0o222)
-    try:
-        yield
-    finally:
-        for p, mode in modes.items():
-            p.chmod(mode)
 
 
 def snapshot(folder: Path) -> dict:
