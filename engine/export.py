@@ -115,7 +115,8 @@ def _disk_full(folder: Path) -> bool:
         return False
 
 
-def write_matches(path: str | os.PathLike, matches: Sequence, crs_wkt: str | None = None, overwrite: bool = False) -> Path:
+def write_matches(path: str | os.PathLike, matches: Sequence, crs_wkt: str | None = None,
+                  overwrite: bool = False) -> Path:
     """Search matches -> a layer with fields rank, score, source, scale (tile size in m), merged.
     A .geojson output is reprojected to WGS 84 lon/lat (RFC 7946); .shp/.gpkg keep the CRS."""
     if not matches and crs_wkt is None:

@@ -73,7 +73,8 @@ def list_sketches(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
-    files = sorted((p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: (len(p.stem), p.stem))
+    files = sorted((p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: (len(p.stem), p.stem))
     if not files:
         raise ValueError(f"no sketch images in {path}")
     return files

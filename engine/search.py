@@ -164,7 +164,8 @@ def check_options(options: SearchOptions) -> None:
         raise SearchError(f"min-valid must be a share from 0 to 1, got {options.min_valid}")
     for name in ("top_k", "candidates"):
         if not isinstance(getattr(options, name), Integral) or getattr(options, name) < 1:
-            raise SearchError(f"{name.replace('_', '-')} must be a whole number of at least 1, got {getattr(options, name)}")
+            raise SearchError(f"{name.replace('_', '-')} must be a whole number of at least 1, "
+                              f"got {getattr(options, name)}")
     if not isinstance(options.max_tiles, Integral) or options.max_tiles < 0:
         raise SearchError(f"max-tiles must be a whole number of at least 0, got {options.max_tiles}")
 
@@ -241,8 +242,8 @@ def estimate(embedder, sources: Sequence, extent: Extent | None = None,
 
 
 def _estimate(embedder, layers, skipped) -> Estimate:
-    tiles = sum(len(l.tiles) for l in layers)
-    todo = sum(len(l.todo) for l in layers)
+    tiles = sum(len(layer.tiles) for layer in layers)
+    todo = sum(len(layer.todo) for layer in layers)
     seconds = todo / _tiles_per_second(embedder) if todo else 0.0
     return Estimate(tiles, tiles - todo, todo, seconds, skipped)
 
@@ -262,7 +263,7 @@ def run_search(embedder, sketch, sources: Sequence, extent: Extent | None = None
     sk = embedder.embed_sketches([sketch], with_tokens=options.stage2)  # fails early on an empty sketch
     layers, _ = plan(embedder, sources, extent, options)
     computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "this search")
-    cached = sum(len(l.tiles) for l in layers) - computed - skipped
+    cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
     _something_to_search(layers, options, "nothing to search")
 
     hits = _stage1(sk.cls[0], layers, max(options.candidates, 10 * options.top_k))
@@ -282,7 +283,7 @@ def _compute(embedder, layers, options, progress, is_cancelled, what: str,
     give huge entries their ANN index, engine/index/ann.py; index builds only)."""
     from .index.build import Cancelled, compute_layers
 
-    todo = sum(len(l.todo) for l in layers)
+    todo = sum(len(layer.todo) for layer in layers)
     if todo > options.max_tiles:
         raise TooManyTiles(f"{what} would compute {_estimate(embedder, layers, []).describe()}, more than the "
                            f"limit of {options.max_tiles}: narrow the extent, use fewer or larger tile sizes, "
@@ -380,6 +381,6 @@ def build_index(embedder, sources: Sequence, extent: Extent | None = None, optio
     from .index.build import require_writable
     _user_errors(require_writable, layers)
     computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building", True)
-    cached = sum(len(l.tiles) for l in layers) - computed - skipped
+    cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
     _something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)

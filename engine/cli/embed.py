@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files or folders of them")
     p.add_argument("--as", dest="kind", choices=("sketch", "image"), required=True,
                    help="preprocess the inputs as sketches or as images")
-    p.add_argument("--out", required=True, help=".npy file for the (N, D) vectors; the file list goes beside it as .txt")
+    p.add_argument("--out", required=True,
+                   help=".npy file for the (N, D) vectors; the file list goes beside it as .txt")
     p.add_argument("--checkpoint", help="model file (default: the shipped model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")

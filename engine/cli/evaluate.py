@@ -21,7 +21,8 @@ def register(sub) -> None:
     which.add_argument("--baseline", choices=("lite0-gap", "lite0-gap-plain"),
                        help="an untrained reference instead of a model")
     p.add_argument("--stage2", action="store_true", help="re-rank each query's top candidates with cross attention")
-    p.add_argument("--stage2-top", type=int, default=100, metavar="K", help="candidates re-ranked by --stage2 (default 100)")
+    p.add_argument("--stage2-top", type=int, default=100, metavar="K",
+                   help="candidates re-ranked by --stage2 (default 100)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line (last line of output)")
     p.set_defaults(handler=run)
@@ -68,7 +69,8 @@ def run(args) -> int:
         print(json.dumps(summary))
     else:
         print(f"{model['name']}: mAP {summary['mAP']:.4f}  P@10 {summary['P@10']:.4f}  P@100 {summary['P@100']:.4f}"
-              f"  ({summary['queries']} queries, {summary['gallery']} gallery images{', stage 2' if args.stage2 else ''})")
+              f"  ({summary['queries']} queries, {summary['gallery']} gallery images"
+              f"{', stage 2' if args.stage2 else ''})")
         for c, f in summary["per_class"].items():
             print(f"  {c} -> {f['gallery_class']}: mAP {f['mAP']:.4f}  P@10 {f['P@10']:.4f}  P@100 {f['P@100']:.4f}"
                   f"  ({f['queries']} queries)")

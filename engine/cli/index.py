@@ -7,6 +7,8 @@ from pathlib import Path
 
 from .search import ProgressBar, add_raster_options, open_inputs
 
+INDEX_DIR_HELP = "index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)"
+
 
 def register(sub) -> None:
     p = sub.add_parser("index", help="build the tile index ahead of time, inspect or clear it",
@@ -25,11 +27,11 @@ def register(sub) -> None:
     add_raster_options(b)
     b.set_defaults(handler=run_build)
     i = isub.add_parser("info", help="list the index entries (raster, scale, model, tiles, size on disk)")
-    i.add_argument("--index-dir", metavar="DIR", help="index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)")
+    i.add_argument("--index-dir", metavar="DIR", help=INDEX_DIR_HELP)
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(handler=run_info)
     c = isub.add_parser("clear", help="delete index entries (of some rasters, or all)")
-    c.add_argument("--index-dir", metavar="DIR", help="index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)")
+    c.add_argument("--index-dir", metavar="DIR", help=INDEX_DIR_HELP)
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--raster", action="append", metavar="PATH", help="entries of this raster file (repeatable)")
     what.add_argument("--all", action="store_true", help="every entry")

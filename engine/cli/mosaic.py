@@ -34,11 +34,13 @@ def register(sub) -> None:
     e.add_argument("--truth", required=True, metavar="PATH", help="its truth polygons (field 'class')")
     e.add_argument("--sketches", required=True, metavar="PATH", help="a sketch file or a folder of them")
     e.add_argument("--class", dest="cls", required=True, metavar="NAME", help="the truth class the sketches show")
-    e.add_argument("--top-k", type=int, default=10, metavar="N", help="matches judged per sketch (default: %(default)s)")
+    e.add_argument("--top-k", type=int, default=10, metavar="N",
+                   help="matches judged per sketch (default: %(default)s)")
     e.add_argument("--min-overlap", type=float, default=0.5,
                    help="a match is correct when it overlaps a cell of the class by this share of the smaller of the "
                         "two (default: %(default)s)")
-    e.add_argument("--tile-size", type=float, nargs="+", metavar="M", help="tile sizes in m (default: the search default)")
+    e.add_argument("--tile-size", type=float, nargs="+", metavar="M",
+                   help="tile sizes in m (default: the search default)")
     e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=False,
                    help="stage-2 re-ranking (default: off, as in search)")
     e.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")

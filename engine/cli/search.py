@@ -65,8 +65,11 @@ def register(sub) -> None:
                         "of an earlier search marked right; repeatable")
     p.add_argument("--unlike", action="append", metavar="FILE",
                    help="places not wanted (e.g. matches marked wrong): polygons of a vector file; repeatable")
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="N", help="number of matches (default: %(default)s)")
-    p.add_argument("--out", required=True, metavar="PATH", help="output layer: .shp, .gpkg or .geojson (by extension; GeoJSON is always WGS 84 lon/lat, RFC 7946)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="N",
+                   help="number of matches (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output layer: .shp, .gpkg or .geojson (by extension; GeoJSON is always WGS 84 lon/lat, "
+                        "RFC 7946)")
     p.add_argument("--out-crs", metavar="CRS", help="CRS of a .shp/.gpkg output (default: the first raster's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULT_STAGE2,

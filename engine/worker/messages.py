@@ -91,7 +91,8 @@ def places(raw, name: str) -> list[Extent]:
 
 def _polygon(raw, name: str) -> Extent:
     if not isinstance(raw, dict) or not isinstance(raw.get("wkt"), str) or not isinstance(raw.get("crs"), str):
-        raise UserError(f'{name} must be {"null or " if name == "extent" else ""}{{"wkt": <polygon WKT>, "crs": <CRS>}}')
+        shape = '{"wkt": <polygon WKT>, "crs": <CRS>}'
+        raise UserError(f'{name} must be {"null or " if name == "extent" else ""}{shape}')
     import shapely.wkt
     from shapely.errors import ShapelyError
 

@@ -169,7 +169,8 @@ class Server:
                 return
             if self._models is None:
                 self._models = operations.ModelCache()
-            context = operations.Context(self._models, progress, lambda: request.cancelled.is_set() or self.channel.closed)
+            context = operations.Context(self._models, progress,
+                                         lambda: request.cancelled.is_set() or self.channel.closed)
             result = handler(request.params, context)
             progress.flush()
             if request.cancelled.is_set():  # asked to stop after its last check: it ends cancelled as asked

@@ -136,7 +136,8 @@ def test_within_polygon_file_limits_the_search(tmp_path, base, capsys):
     assert code == 0, err
     with fiona.open(out) as layer:
         assert layer.crs.to_epsg() == 4326  # GeoJSON: WGS 84 lon/lat (RFC 7946)
-        found = reproject(np.array([shape(f["geometry"]) for f in layer]), layer.crs_wkt, parse_crs("EPSG:32611").to_wkt())
+        found = reproject(np.array([shape(f["geometry"]) for f in layer]), layer.crs_wkt,
+                          parse_crs("EPSG:32611").to_wkt())
     assert len(found) > 0 and all(box(500000, 4000000 - 60, 500060, 4000000).intersects(g) for g in found)
     assert "5 tiles computed" in stdout  # 4 tiles of 60 m and 1 of 120 m touch the square
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import shapely
-import torch
 from shapely.geometry import box
 
 from engine.embedder import Embedder

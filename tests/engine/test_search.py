@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import shapely
 from affine import Affine
 from shapely.geometry import box
 
@@ -41,7 +40,8 @@ def test_a_planted_copy_of_an_image_is_found_first(tmp_path, geo, emb, bar_sketc
     query = patch.transpose(1, 2, 0)
     cls = emb.embed_images(query[None]).cls[0]
     # compare with the tile vectors directly: the planted tile is the best by construction
-    res = run_search(emb, bar_sketch, [src], options=SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60,), stage2=False, top_k=1))
+    res = run_search(emb, bar_sketch, [src],
+                     options=SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60,), stage2=False, top_k=1))
     from engine.index import list_entries
     (entry,) = list_entries(tmp_path / "i")
     vecs = np.memmap(f"{entry['folder']}/cls.f32", np.float32, "r", shape=(entry["count"], entry["dim"]))
@@ -100,7 +100,8 @@ def test_estimate_and_tile_limit(tmp_path, rgb_tif, emb, bar_sketch):
 
 def test_empty_sketch_and_no_sources(tmp_path, rgb_tif, emb, bar_sketch):
     with pytest.raises(EmptySketchError):
-        search(emb, np.full((32, 32, 3), 255, np.uint8), [RasterioSource(rgb_tif)], options=SearchOptions(index_dir=tmp_path))
+        search(emb, np.full((32, 32, 3), 255, np.uint8), [RasterioSource(rgb_tif)],
+               options=SearchOptions(index_dir=tmp_path))
     with pytest.raises(SearchError, match="no raster"):
         search(emb, bar_sketch, [], options=SearchOptions(index_dir=tmp_path))
 

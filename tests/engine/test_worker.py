@@ -179,7 +179,8 @@ def test_estimate_equals_the_engine(worker, tmp_path, rgb_tif, emb, tiny_checkpo
     options = {"tile_sizes_m": [60, 120], "index_dir": str(tmp_path / "i")}
     result = worker.call("estimate", sources=[source_json(rgb_tif)], extent=None, options=options,
                          checkpoint=str(tiny_checkpoint), device="cpu")
-    expected = estimate(emb, [RasterioSource(rgb_tif)], None, SearchOptions(tile_sizes_m=(60, 120), index_dir=tmp_path / "i"))
+    expected = estimate(emb, [RasterioSource(rgb_tif)], None,
+                        SearchOptions(tile_sizes_m=(60, 120), index_dir=tmp_path / "i"))
     assert (result["tiles"], result["cached"], result["to_compute"]) == (expected.tiles, 0, expected.tiles)
     assert result["seconds"] > 0 and result["skipped_scales"] == [] and str(expected.tiles) in result["describe"]
 
@@ -282,7 +283,8 @@ def test_cancel_stops_a_running_search_and_the_worker_serves_on(worker, tmp_path
                                                                 tiny_checkpoint):
     params = search_params(tiny_checkpoint, sketch_json, [source_json(big_tif)],
                            {**BIG_OPTIONS, "index_dir": str(tmp_path / "i")})
-    estimate = worker.call("estimate", **{k: params[k] for k in ("sources", "extent", "options", "checkpoint", "device")})
+    estimate = worker.call("estimate",
+                           **{k: params[k] for k in ("sources", "extent", "options", "checkpoint", "device")})
     assert estimate["seconds"] > 5  # uncancelled, the search would run for a while
     request = worker.send("search", **params)
     queued = worker.send("hello")
@@ -373,8 +375,8 @@ def test_stdout_carries_only_json_when_c_code_prints(start_worker, tmp_path, rgb
     worker = start_worker({"MKL_VERBOSE": "1"})
     assert worker.ready["type"] == "ready"
     assert worker.call("load", checkpoint=str(tiny_checkpoint), device="cpu")["vector_dim"] == 64
-    result = worker.call("search", **search_params(tiny_checkpoint, sketch_json, [source_json(rgb_tif)],
-                                                   {"top_k": 3, "tile_sizes_m": [120], "index_dir": str(tmp_path / "i")}))
+    options = {"top_k": 3, "tile_sizes_m": [120], "index_dir": str(tmp_path / "i")}
+    result = worker.call("search", **search_params(tiny_checkpoint, sketch_json, [source_json(rgb_tif)], options))
     assert result["matches"] and not worker.not_json
     if "MKL_VERBOSE" not in worker.log():
         pytest.skip("this torch build does not print MKL_VERBOSE lines: nothing wrote to stdout")
