@@ -2,17 +2,13 @@
 dictionaries of the protocol in ARCHITECTURE.md)."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer
 
 from .compat import POLYGON_GEOMETRY, RASTER_LAYER
-
+from .errors import InputError
 from .qgis_source import source_for_layer
-
-
-class InputError(ValueError):
-    """Something about what to search that the user must fix; the message says what."""
 
 
 def raster_layers(project: QgsProject | None = None) -> list[QgsRasterLayer]:
@@ -87,7 +83,3 @@ def build_sources(layers: Sequence[QgsRasterLayer], extent: tuple[QgsGeometry, s
     if not sources:
         raise InputError("None of the chosen raster layers overlaps the search extent.")
     return sources
-
-
-def layer_names(layers: Iterable[QgsMapLayer]) -> list[str]:
-    return [layer.name() for layer in layers]

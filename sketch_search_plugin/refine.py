@@ -16,6 +16,8 @@ from dataclasses import replace
 
 from qgis.core import QgsVectorLayer
 
+from .request import SearchRequest
+
 QUERY = "sketch_search/query"
 MARKS = "sketch_search/marks"
 RIGHT, WRONG = "right", "wrong"
@@ -106,8 +108,6 @@ def _unique(places: list[dict]) -> list[dict]:
 
 def request_from_query(query: dict, like: list[dict], unlike: list[dict], sketch: bool = True, label: str = ""):
     """A SearchRequest repeating a remembered query with these places (sketch=False: by example)."""
-    from .search_task import SearchRequest
-
     return SearchRequest(sketch_png=query.get("sketch_png") if sketch else None,
                          sketch_label=label or query.get("sketch_label") or "sketch",
                          sources=list(query.get("sources") or []), extent=query.get("extent"),

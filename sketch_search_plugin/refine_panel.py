@@ -19,9 +19,10 @@ MARK_PREFIX = {RIGHT: "✓ right   ", WRONG: "✗ wrong   ", None: ""}
 
 
 class RefinePanel(QWidget):
-    def __init__(self, dock):
+    def __init__(self, dock, results):
         super().__init__()
         self.dock = dock
+        self.results = results   # the dock's ResultsPanel, whose list this panel marks
         self.example_tool = None
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -42,8 +43,8 @@ class RefinePanel(QWidget):
             grid.addWidget(b, 0, i)
         for i, b in enumerate((self.refine_button, self.more_button, self.example_button)):
             grid.addWidget(b, 1, i)
-        dock.results.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        dock.results.itemChanged.connect(self._check_changed)
+        results.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        results.list.itemChanged.connect(self._check_changed)
 
     def _button(self, text: str, tip: str, slot) -> QPushButton:
         button = QPushButton(text)
@@ -54,35 +55,24 @@ class RefinePanel(QWidget):
     # ---- which layer -------------------------------------------------------------------------------
     def layer(self) -> QgsVectorLayer | None:
         """The result layer the dock's list shows."""
-        return self.dock._result_layer()
+        return self.results.layer()
 
     def target_layer(self) -> QgsVectorLayer | None:
         """The active layer when it is a result layer (e.g. of a reopened project), else the list's."""
         active = self.dock.iface.activeLayer()
         if query_of(active) is not None:
             if self.layer() is None or active.id() != self.layer().id():
-                self.show_layer(active)
+                self.results.show_layer(active)
+                self.dock.update_buttons()
             return active
         return self.layer()
-
-    def show_layer(self, layer: QgsVectorLayer) -> None:
-        """Lists the matches of a result layer from its features (no thumbnails)."""
-        self.dock.last_layer_id = layer.id()
-        results = self.dock.results
-        results.clear()
-        for f in sorted(layer.getFeatures(), key=lambda f: f["rank"]):
-            item = QListWidgetItem(f"#{f['rank']}   score {f['score']:.3f}\n{f['source']} · {f['scale']:g} m tiles")
-            item.setData(Qt.ItemDataRole.UserRole, (layer.id(), int(f["rank"])))
-            results.addItem(item)
-        self.decorate()
-        self.dock._update_buttons()
 
     # ---- marks -----------------------------------------------------------------------------------
     def decorate(self) -> None:
         """A check per row (ticked = right) and the mark in front of its text."""
         layer = self.layer()
         marks = marks_of(layer) if layer is not None else {}
-        results = self.dock.results
+        results = self.results.list
         results.blockSignals(True)
         try:
             for i in range(results.count()):
@@ -107,23 +97,23 @@ class RefinePanel(QWidget):
         elif current == RIGHT:
             set_marks(layer, [rank], None)
         self.decorate()
-        self.dock._update_buttons()
+        self.dock.update_buttons()
 
     def mark(self, mark: str | None) -> int:
         """Marks the selected rows, or else the features selected on the map; returns how many."""
-        results = self.dock.results
+        results = self.results.list
         layer = self.layer()
         ranks = [item.data(Qt.ItemDataRole.UserRole)[1] for item in results.selectedItems()]
         if not ranks:
             layer = self.target_layer()
             ranks = selected_ranks(layer) if layer is not None else []
         if layer is None or not ranks:
-            self.dock._message("Select matches first: rows of the list, or features of a result layer on the map.",
+            self.dock.message("Select matches first: rows of the list, or features of a result layer on the map.",
                                Qgis.MessageLevel.Warning)
             return 0
         set_marks(layer, ranks, mark)
         self.decorate()
-        self.dock._update_buttons()
+        self.dock.update_buttons()
         return len(ranks)
 
     # ---- searches ----------------------------------------------------------------------------------
@@ -132,11 +122,11 @@ class RefinePanel(QWidget):
         layer = self.target_layer()
         query = query_of(layer)
         if query is None:
-            self.dock._message("Search first: Refine works on the matches of a search.", Qgis.MessageLevel.Warning)
+            self.dock.message("Search first: Refine works on the matches of a search.", Qgis.MessageLevel.Warning)
             return None
         like, unlike = refine_places(layer)
         if not like and not unlike:
-            self.dock._message("Mark some matches right or wrong first (tick rows, or select matches and press "
+            self.dock.message("Mark some matches right or wrong first (tick rows, or select matches and press "
                                "Right or Wrong).", Qgis.MessageLevel.Warning)
             return None
         label = query.get("sketch_label") or "sketch"
@@ -147,15 +137,15 @@ class RefinePanel(QWidget):
     def more_like_this(self):
         """Search by example from the selected (or current) row's match, over what its search covered."""
         layer, query = self.layer(), query_of(self.layer())
-        item = (self.dock.results.selectedItems() or [self.dock.results.currentItem()])[0]
+        item = (self.results.list.selectedItems() or [self.results.list.currentItem()])[0]
         if layer is None or query is None or item is None:
-            self.dock._message("Select a match in the list first.", Qgis.MessageLevel.Warning)
+            self.dock.message("Select a match in the list first.", Qgis.MessageLevel.Warning)
             return None
         rank = item.data(Qt.ItemDataRole.UserRole)[1]
         feature = next(iter(layer.getFeatures(f'"rank" = {int(rank)}')), None)
         wkt = feature.geometry().asWkt() if feature is not None else marks_of(layer).get(rank, {}).get("wkt")
         if not wkt:
-            self.dock._message(f"Match #{rank} has no polygon any more.", Qgis.MessageLevel.Warning)
+            self.dock.message(f"Match #{rank} has no polygon any more.", Qgis.MessageLevel.Warning)
             return None
         base = request_from_query(query, [], [], sketch=False)
         return self._start(example_request(base, wkt, query.get("crs_wkt") or layer.crs().toWkt(),
@@ -182,21 +172,21 @@ class RefinePanel(QWidget):
         try:
             request = self.dock.build_request(sketch_required=False)
         except inputs.InputError as exc:
-            self.dock._message(str(exc), Qgis.MessageLevel.Warning)
+            self.dock.message(str(exc), Qgis.MessageLevel.Warning)
             return None
         return self.dock.start_search(example_request(request, QgsGeometry.fromRect(rect).asWkt(), crs))
 
     def _start(self, request):
         gone = [s["path"] for s in request.sources if isinstance(s, dict) and _is_missing_file(s.get("path"))]
         if gone:
-            self.dock._message(f"The imagery of that search is no longer there ({gone[0]}): search again.",
+            self.dock.message(f"The imagery of that search is no longer there ({gone[0]}): search again.",
                                Qgis.MessageLevel.Warning)
             return None
         return self.dock.start_search(request)
 
     # ---- state -----------------------------------------------------------------------------------
     def update_buttons(self, running: bool) -> None:
-        has_rows = self.dock.results.count() > 0
+        has_rows = self.results.list.count() > 0
         for b in (self.right_button, self.wrong_button, self.clear_button, self.more_button):
             b.setEnabled(has_rows and not running)
         self.refine_button.setEnabled(not running and (has_rows or query_of(self.dock.iface.activeLayer()) is not None))

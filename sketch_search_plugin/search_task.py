@@ -11,11 +11,12 @@ import base64
 from dataclasses import dataclass, field
 from typing import Callable
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtGui import QImage
 
 from .qgis_source import RenderedLayer
+from .request import SearchRequest
 from .worker_client import EngineCancelled, EngineError, shared_client
 
 LOG_TAG = "Sketch Search"
@@ -24,31 +25,6 @@ THUMB = 96  # thumbnail side in pixels
 
 def log(text: str, level=Qgis.MessageLevel.Info) -> None:
     QgsMessageLog.logMessage(text, LOG_TAG, level)
-
-
-@dataclass
-class SearchRequest:
-    sketch_png: str | None       # base64 PNG, black strokes on white; None: search by example (like)
-    sketch_label: str            # names the result layer
-    sources: list                # protocol source dicts, or RenderedLayer (built on the main thread)
-    extent: dict | None          # protocol extent {"wkt", "crs"}, or None
-    options: dict                # engine.search.SearchOptions fields by name
-    checkpoint: str | None = None
-    device: str | None = None
-    like: list | None = None     # refining: places marked right / wanted, protocol {"wkt", "crs"} dicts
-    unlike: list | None = None   # ... and places marked wrong
-
-    def params(self) -> dict:
-        """The request's parameters in the worker protocol (after rendering)."""
-        if any(isinstance(s, RenderedLayer) for s in self.sources):
-            raise RuntimeError("web layers must be rendered before the request is sent")
-        from .shared_index import with_index_dir
-
-        params = {"sources": self.sources, "extent": self.extent, "options": with_index_dir(self.options),
-                  "checkpoint": self.checkpoint, "device": self.device or "auto"}
-        if self.like or self.unlike:  # optional fields of protocol 1 (see refine.py)
-            params.update(like=list(self.like or []), unlike=list(self.unlike or []))
-        return params
 
 
 @dataclass
@@ -211,3 +187,18 @@ def decode_thumbnail(data: str | None) -> QImage | None:
         return None
     image = QImage.fromData(base64.b64decode(data), "PNG")
     return None if image.isNull() else image
+
+
+class TaskLauncher:
+    """How the dock's search flow (flow.py) runs its steps: as tasks of QGIS's task manager."""
+
+    def prepare(self, request: SearchRequest, on_done: Callable) -> PrepareTask:
+        return PrepareTask(request, on_done=on_done)
+
+    def search(self, request: SearchRequest, on_done: Callable, on_progress: Callable) -> SearchTask:
+        task = SearchTask(request, on_done=on_done)
+        task.tilesProgress.connect(on_progress)
+        return task
+
+    def start(self, task: QgsTask) -> None:
+        QgsApplication.taskManager().addTask(task)

@@ -15,7 +15,9 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
                        QgsProcessingParameterString, QgsProcessingParameterVectorLayer, QgsProcessingUtils)
 
 from ..compat import NUMBER_INTEGER, PROCESSING_RASTER, PROCESSING_VECTOR_POLYGON, WKB_POLYGON
-
+from ..errors import InputError
+from ..options import (DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K, MAX_TOP_K, SearchSettings,
+                       format_tile_sizes, parse_tile_sizes)
 from ..theme import icon
 
 
@@ -54,11 +56,11 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(
             self.EXTENT, "Extent (default: the layers' full extent)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.TOP_K, "Number of results", NUMBER_INTEGER, 20, minValue=1, maxValue=1000))
+            self.TOP_K, "Number of results", NUMBER_INTEGER, DEFAULT_TOP_K, minValue=1, maxValue=MAX_TOP_K))
         self.addParameter(QgsProcessingParameterString(
-            self.TILE_SIZES, "Tile sizes in metres (comma-separated)", "60, 120, 240"))
+            self.TILE_SIZES, "Tile sizes in metres (comma-separated)", format_tile_sizes(DEFAULT_TILE_SIZES_M)))
         self.addParameter(QgsProcessingParameterBoolean(
-            self.STAGE2, "Re-rank the best candidates with cross-attention", False))
+            self.STAGE2, "Re-rank the best candidates with cross-attention", DEFAULT_STAGE2))
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "Model checkpoint (default: the shipped model)", optional=True,
             fileFilter="Model checkpoints (*.safetensors *.pth *.pt)"))
@@ -70,7 +72,7 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             self.OUTPUT, "Sketch matches", PROCESSING_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..inputs import InputError, build_sources, engine_extent
+        from ..inputs import build_sources, engine_extent
         from ..result_layer import match_attributes, result_fields
         from ..search_task import log, render_sources
         from ..shared_index import with_index_dir
@@ -86,11 +88,13 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("Give a sketch image, or LIKE polygons (search by example), or both.")
         if sketch and not Path(sketch).is_file():
             raise QgsProcessingException(f"The sketch image {sketch!r} does not exist.")
+        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
         try:
-            sizes = [float(s) for s in self.parameterAsString(parameters, self.TILE_SIZES, context).split(",")
-                     if s.strip()]
-        except ValueError:
-            raise QgsProcessingException("Tile sizes must be numbers in metres separated by commas.") from None
+            sizes = parse_tile_sizes(self.parameterAsString(parameters, self.TILE_SIZES, context))
+        except InputError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        settings = SearchSettings(top_k=self.parameterAsInt(parameters, self.TOP_K, context), tile_sizes_m=tuple(sizes),
+                                  stage2=self.parameterAsBool(parameters, self.STAGE2, context), checkpoint=checkpoint)
         out_crs = layers[0].crs()
         if self._destination(parameters).lower().endswith((".geojson", ".json")):
             out_crs = QgsCoordinateReferenceSystem("EPSG:4326")  # GeoJSON is WGS 84 lon/lat (RFC 7946)
@@ -110,18 +114,17 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
             sources = render_sources(build_sources(layers, area, None, context.project()), feedback.isCanceled,
                                      progress)
             client = shared_client(lambda text: log(text))
-            loaded = client.request("load", {"checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context)
-                                             or None, "device": "auto"}, is_cancelled=feedback.isCanceled)
+            loaded = client.request("load", {"checkpoint": checkpoint, "device": settings.device},
+                                    is_cancelled=feedback.isCanceled)
             feedback.pushInfo(f"Model: {loaded.get('model')} on {loaded.get('device')}")
-            options = with_index_dir({  # the index folder of the setting SketchSearch/index_dir
-                "top_k": self.parameterAsInt(parameters, self.TOP_K, context), "tile_sizes_m": sizes,
-                "stage2": self.parameterAsBool(parameters, self.STAGE2, context), "output_crs": out_crs.toWkt()})
+            # the index folder of the setting SketchSearch/index_dir
+            options = with_index_dir(settings.protocol(out_crs.toWkt()))
             result = client.request("search", {
                 "sketch": {"path": str(Path(sketch).resolve())} if sketch else None, "like": like, "unlike": unlike,
                 "sources": sources,
                 "extent": engine_extent(*area) if area else None, "options": options,
-                "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context) or None, "device": "auto",
-                "thumbnail": 0}, progress=progress, is_cancelled=feedback.isCanceled)
+                "checkpoint": checkpoint, "device": settings.device, "thumbnail": 0},
+                progress=progress, is_cancelled=feedback.isCanceled)
         except (EngineCancelled, InterruptedError):
             raise QgsProcessingException("The search was cancelled.") from None
         except EngineError as exc:

@@ -76,18 +76,18 @@ def run():
 
     # 3. A new user: the dock says the engine is not installed; Install… once, in the installer dialog.
     if ENV.get("SKETCH_SEARCH_APP_INSTALL"):
-        wait_for(lambda: dock.engine_banner.isVisible(), 30, "the 'not installed' banner")
-        step("not installed yet", banner=dock.engine_label.text())
+        wait_for(lambda: dock.engine_panel.isVisible(), 30, "the 'not installed' banner")
+        step("not installed yet", banner=dock.engine_panel.label.text())
         shoot("app_not_installed")
         QTimer.singleShot(500, drive_install_dialog)
-        dock.install_button.click()  # modal: returns when the dialog is closed
+        dock.engine_panel.install_button.click()  # modal: returns when the dialog is closed
         step("install dialog closed", **INSTALL)
 
     # 4. The engine starts in its worker (the dock asks it for devices).
-    wait_for(lambda: dock.engine_info or dock.engine_banner.isVisible() and dock.info_task is None, 240,
-             "the search engine to start")
-    step("engine", info=dock.engine_info, banner=dock.engine_label.text() if dock.engine_banner.isVisible() else "")
-    assert dock.engine_info, f"the engine did not start: {dock.engine_label.text()}"
+    engine = dock.engine_panel
+    wait_for(lambda: engine.info or engine.isVisible() and engine.info_task is None, 240, "the search engine to start")
+    step("engine", info=engine.info, banner=engine.label.text() if engine.isVisible() else "")
+    assert engine.info, f"the engine did not start: {engine.label.text()}"
 
     # 5. Imagery on the map, zoomed to it; the sketch loaded from a file.
     layer = iface.addRasterLayer(ENV["SKETCH_SEARCH_APP_RASTER"], "imagery")
@@ -95,29 +95,30 @@ def run():
     iface.mapCanvas().setDestinationCrs(layer.crs())
     iface.mapCanvas().setExtent(layer.extent())
     iface.mapCanvas().refreshAllLayers()
-    dock.canvas.load_image(ENV["SKETCH_SEARCH_APP_SKETCH"])
-    dock.sketch_label = Path(ENV["SKETCH_SEARCH_APP_SKETCH"]).stem
-    dock.confirm = lambda text: True  # a large-search question would be answered yes
+    dock.sketch_panel.canvas.load_image(ENV["SKETCH_SEARCH_APP_SKETCH"])
+    dock.sketch_panel.label = Path(ENV["SKETCH_SEARCH_APP_SKETCH"]).stem
+    dock.flow.confirm = lambda text: True  # a large-search question would be answered yes
     step("inputs ready", layers=[l.name() for l in QgsProject.instance().mapLayers().values()])
     shoot("app_dock_before")
 
     # 6. Search, and wait for the ranked layer.
+    rows = dock.results_panel.list  # the ranked matches in the dock
     before = set(QgsProject.instance().mapLayers())
-    dock.search_button.click()
-    step("search started", status=dock.status.text(), running=dock.task is not None)
-    wait_for(lambda: dock.task is None, 600, "the search to finish")  # preparing, then searching
-    task = dock.search_task
+    dock.run_panel.search_button.click()
+    step("search started", status=dock.run_panel.status.text(), running=dock.flow.task is not None)
+    wait_for(lambda: dock.flow.task is None, 600, "the search to finish")  # preparing, then searching
+    task = dock.flow.search_task
     new = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
     results = [l for l in new if isinstance(l, QgsVectorLayer)]
-    step("searched", status=dock.status.text(), error=getattr(task, "error", None),
-         layers=[l.name() for l in results], progress=dock.progress.text(),
+    step("searched", status=dock.run_panel.status.text(), error=getattr(task, "error", None),
+         layers=[l.name() for l in results], progress=dock.run_panel.progress.text(),
          ranks=[f["rank"] for f in results[0].getFeatures()] if results else [],
          scores=[round(f["score"], 4) for f in results[0].getFeatures()] if results else [],
-         thumbnails=sum(1 for i in range(dock.results.count()) if not dock.results.item(i).icon().isNull()))
-    assert len(results) == 1, f"no result layer: {dock.status.text()}"
+         thumbnails=sum(1 for i in range(rows.count()) if not rows.item(i).icon().isNull()))
+    assert len(results) == 1, f"no result layer: {dock.run_panel.status.text()}"
 
     # 7. Click the best match: zoom and flash; screenshots of the dock and the map.
-    dock.results.itemClicked.emit(dock.results.item(0))
+    dock.results_panel.list.itemClicked.emit(dock.results_panel.list.item(0))
     iface.mapCanvas().waitWhileRendering()
     end = time.monotonic() + 2  # let the flash end
     while time.monotonic() < end:
@@ -126,29 +127,29 @@ def run():
     iface.messageBar().clearWidgets()
     report["screenshots"] = [shoot("app_search_done")]
     dock.grab().save(str(SHOTS / "app_dock.png"))
-    dock.options_box.setCollapsed(False)  # the options, with the engine's device line, for a look
+    dock.options_panel.setCollapsed(False)  # the options, with the engine's device line, for a look
     QCoreApplication.processEvents()
     dock.grab().save(str(SHOTS / "app_dock_options.png"))
-    dock.options_box.setCollapsed(True)
+    dock.options_panel.setCollapsed(True)
 
     # 8. Export through the dock's button (the file dialog answered as a user would).
     out = Path(ENV["SKETCH_SEARCH_APP_OUT"])
     QFileDialog.getSaveFileName = staticmethod(lambda *a, **k: (str(out), "ESRI Shapefile (*.shp)"))
-    dock.export_button.click()
+    dock.results_panel.export_button.click()
     step("exported", exists=out.is_file(), siblings=sorted(p.name for p in out.parent.glob(out.stem + ".*")))
 
     # 9. Mark the top matches right or wrong (by the truth when given, else the best right and the next
     #    ones wrong), press Refine, and wait for a second ranked layer.
     marked = mark_top(dock, results[0], 4)
     before = set(QgsProject.instance().mapLayers())
-    dock.refine_panel.refine_button.click()
-    wait_for(lambda: dock.task is None, 600, "the refined search to finish")
-    task = dock.search_task
+    dock.results_panel.refine_panel.refine_button.click()
+    wait_for(lambda: dock.flow.task is None, 600, "the refined search to finish")
+    task = dock.flow.search_task
     refined = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
     refined = [l for l in refined if isinstance(l, QgsVectorLayer)]
-    step("refined", marked=marked, status=dock.status.text(), error=getattr(task, "error", None),
+    step("refined", marked=marked, status=dock.run_panel.status.text(), error=getattr(task, "error", None),
          layers=[l.name() for l in refined], ranks=[f["rank"] for f in refined[0].getFeatures()] if refined else [],
-         rows_marked=[dock.results.item(i).text().split("   ")[0] for i in range(dock.results.count())])
+         rows_marked=[rows.item(i).text().split("   ")[0] for i in range(rows.count())])
     shoot("app_refined")
 
     # 10. Nothing of the engine inside QGIS's process.
@@ -182,9 +183,9 @@ def mark_top(dock, layer, n):
         return any(g.intersection(c).area() >= 0.5 * min(g.area(), c.area()) > 0 for c in cells)
 
     marks = {}
-    dock.results.clearSelection()
-    for i in range(min(n, dock.results.count())):
-        item = dock.results.item(i)
+    dock.results_panel.list.clearSelection()
+    for i in range(min(n, dock.results_panel.list.count())):
+        item = dock.results_panel.list.item(i)
         rank = item.data(Qt.ItemDataRole.UserRole)[1]
         if right(rank):
             item.setCheckState(Qt.CheckState.Checked)  # the check of the row
@@ -192,9 +193,9 @@ def mark_top(dock, layer, n):
         else:
             item.setSelected(True)
             marks[rank] = "wrong"
-    if dock.results.selectedItems():
-        dock.refine_panel.wrong_button.click()
-    dock.results.clearSelection()
+    if dock.results_panel.list.selectedItems():
+        dock.results_panel.refine_panel.wrong_button.click()
+    dock.results_panel.list.clearSelection()
     return marks
 
 

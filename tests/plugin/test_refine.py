@@ -18,23 +18,23 @@ pytestmark = pytest.mark.qgis
 
 def finish(dock, task, timeout=120):
     """Waits for a search started by the refine panel; returns its result layer."""
-    assert task is not None, dock.status.text()
-    assert wait_for(lambda: dock.task is None, timeout), "the search did not finish in time"
-    search = dock.search_task
-    assert search is not None and search.error is None, (search and search.error, dock.status.text())
+    assert task is not None, dock.run_panel.status.text()
+    assert wait_for(lambda: dock.flow.task is None, timeout), "the search did not finish in time"
+    search = dock.flow.search_task
+    assert search is not None and search.error is None, (search and search.error, dock.run_panel.status.text())
     return search.outcome.layer
 
 
 def rows(dock) -> list:
-    return [dock.results.item(i) for i in range(dock.results.count())]
+    return [dock.results_panel.list.item(i) for i in range(dock.results_panel.list.count())]
 
 
 def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp_path):
     dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.tile_sizes.setText("64, 96")
-    dock.top_k.setValue(6)
+    dock.options_panel.tile_sizes.setText("64, 96")
+    dock.options_panel.top_k.setValue(6)
     first = run_to_end(dock).outcome.layer
-    panel = dock.refine_panel
+    panel = dock.results_panel.refine_panel
     query = query_of(first)
     assert query["sketch_png"] and query["like"] == [] and query["sources"][0]["path"] == str(geotiff)
     assert len(rows(dock)) >= 4 and all(r.flags() & 0x10 for r in rows(dock))  # a check per row (ItemIsUserCheckable)
@@ -43,13 +43,13 @@ def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp
     from qgis.PyQt.QtCore import Qt
 
     rows(dock)[1].setCheckState(Qt.CheckState.Checked)
-    dock.results.clearSelection()
+    dock.results_panel.list.clearSelection()
     rows(dock)[0].setSelected(True)
     assert panel.mark(WRONG) == 1
     assert {r: m["mark"] for r, m in marks_of(first).items()} == {1: WRONG, 2: RIGHT}
     assert rows(dock)[0].text().startswith("✗ wrong") and rows(dock)[1].text().startswith("✓ right")
     # features selected on the map (the active layer), with no row selected
-    dock.results.clearSelection()
+    dock.results_panel.list.clearSelection()
     iface.active_layer = first
     first.selectByExpression('"rank" = 3')
     assert panel.mark(RIGHT) == 1
@@ -72,7 +72,7 @@ def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp
     assert any(r.text().startswith("✓ right") for r in rows(dock))
 
     # More like this: the selected match is the example, over what the search covered; no sketch
-    dock.results.clearSelection()
+    dock.results_panel.list.clearSelection()
     rows(dock)[0].setSelected(True)
     example = finish(dock, panel.more_like_this())
     eq = query_of(example)
@@ -83,9 +83,9 @@ def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp
 
 def test_search_by_example_with_a_rectangle_needs_no_sketch(iface, geotiff, tiny_checkpoint):
     dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.canvas.clear()  # no sketch at all
-    dock.tile_sizes.setText("64")
-    dock.top_k.setValue(3)
+    dock.sketch_panel.canvas.clear()  # no sketch at all
+    dock.options_panel.tile_sizes.setText("64")
+    dock.options_panel.top_k.setValue(3)
     assert dock.start_search() is None  # a plain search still needs one
     centre = raster.extent().center()
     canvas_crs = iface.canvas.mapSettings().destinationCrs()
@@ -94,7 +94,7 @@ def test_search_by_example_with_a_rectangle_needs_no_sketch(iface, geotiff, tiny
     to_canvas = QgsCoordinateTransform(raster.crs(), canvas_crs, QgsProject.instance())
     rect = to_canvas.transformBoundingBox(QgsRectangle(centre.x() - 32, centre.y() - 32, centre.x() + 32,
                                                        centre.y() + 32))
-    layer = finish(dock, dock.refine_panel.search_by_example(rect))
+    layer = finish(dock, dock.results_panel.refine_panel.search_by_example(rect))
     q = query_of(layer)
     assert q["sketch_png"] is None and len(q["like"]) == 1 and layer.featureCount() == 3
     assert layer.name().endswith(" example")
@@ -103,15 +103,15 @@ def test_search_by_example_with_a_rectangle_needs_no_sketch(iface, geotiff, tiny
 
 def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_checkpoint, tmp_path):
     dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.tile_sizes.setText("64")
-    dock.top_k.setValue(4)
+    dock.options_panel.tile_sizes.setText("64")
+    dock.options_panel.top_k.setValue(4)
     first = run_to_end(dock).outcome.layer
-    dock.results.clearSelection()
-    dock.results.item(1).setSelected(True)
-    dock.refine_panel.mark(RIGHT)
-    dock.results.clearSelection()
-    dock.results.item(0).setSelected(True)
-    dock.refine_panel.mark(WRONG)
+    dock.results_panel.list.clearSelection()
+    dock.results_panel.list.item(1).setSelected(True)
+    dock.results_panel.refine_panel.mark(RIGHT)
+    dock.results_panel.list.clearSelection()
+    dock.results_panel.list.item(0).setSelected(True)
+    dock.results_panel.refine_panel.mark(WRONG)
     name, saved_query, saved_marks = first.name(), first.customProperty(QUERY), first.customProperty(MARKS)
     project = tmp_path / "refine.qgs"
     assert QgsProject.instance().write(str(project))
@@ -125,7 +125,7 @@ def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_chec
     # a new dock (as after restarting QGIS); the reopened result layer is the active layer
     dock2, _ = make_dock(iface, geotiff, tiny_checkpoint)
     iface.active_layer = reopened
-    refined = finish(dock2, dock2.refine_panel.refine())
+    refined = finish(dock2, dock2.results_panel.refine_panel.refine())
     rq = query_of(refined)
     assert len(rq["like"]) == 1 and len(rq["unlike"]) == 1 and refined.featureCount() == 4
     dock2.cleanup()

@@ -29,26 +29,26 @@ def make_dock(iface, raster_path, checkpoint, canvas_crs="EPSG:3857"):
     extent = QgsCoordinateTransform(layer.crs(), crs, QgsProject.instance()).transformBoundingBox(layer.extent())
     iface.canvas.setExtent(extent)
     dock = SketchSearchDock(iface, iface.window)
-    dock.checkpoint.setFilePath(str(checkpoint))
-    dock.device.setCurrentText("auto")
+    dock.options_panel.checkpoint.setFilePath(str(checkpoint))
+    dock.options_panel.device.setCurrentText("auto")
     for stroke in plane_strokes():
-        dock.canvas.add_stroke(stroke, width=8)
-    dock.sketch_label = "plane"
+        dock.sketch_panel.canvas.add_stroke(stroke, width=8)
+    dock.sketch_panel.label = "plane"
     return dock, layer
 
 
 def run_to_end(dock, timeout=120):
     """Starts a search (preparing, then searching, both in background tasks) and waits for its end."""
-    assert dock.start_search() is not None, dock.status.text()
-    assert wait_for(lambda: dock.task is None, timeout), "the search did not finish in time"
-    assert dock.search_task is not None, dock.status.text()
-    return dock.search_task
+    assert dock.start_search() is not None, dock.run_panel.status.text()
+    assert wait_for(lambda: dock.flow.task is None, timeout), "the search did not finish in time"
+    assert dock.flow.search_task is not None, dock.run_panel.status.text()
+    return dock.flow.search_task
 
 
 def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint):
     dock, raster = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.tile_sizes.setText("64, 96")
-    dock.top_k.setValue(5)
+    dock.options_panel.tile_sizes.setText("64, 96")
+    dock.options_panel.top_k.setValue(5)
     before = set(QgsProject.instance().mapLayers())
     task = run_to_end(dock)
     assert task.error is None, task.error
@@ -77,18 +77,18 @@ def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint
     assert result.renderer().classAttribute() == "rank"
     assert result.labelsEnabled() and result.labeling().settings().fieldName == "rank"
     # The dock lists the matches with thumbnails, best first; clicking zooms to the match.
-    assert dock.results.count() == len(feats)
-    assert dock.results.item(0).text().startswith("#1 ")
-    assert not dock.results.item(0).icon().isNull()
-    assert dock.zoom_to_match(result.id(), len(feats))
+    assert dock.results_panel.list.count() == len(feats)
+    assert dock.results_panel.list.item(0).text().startswith("#1 ")
+    assert not dock.results_panel.list.item(0).icon().isNull()
+    assert dock.results_panel.zoom_to_match(result.id(), len(feats))
     last = feats[-1].geometry().boundingBox()
     assert iface.canvas.extent().contains(last) and iface.canvas.extent().width() < 8 * last.width()  # zoomed in, with context
     assert any("matches in" in text for _, text, _ in iface.messages)
     # The same search again reads every tile from the index and gives the same ranking.
     first = [(f["rank"], round(f["score"], 5)) for f in feats]
     again = run_to_end(dock).outcome.layer
-    assert dock.estimate.tiles > 0 and dock.estimate.cached == dock.estimate.tiles
-    assert dock.progress.value() == dock.progress.maximum() == dock.estimate.tiles
+    assert dock.flow.estimate.tiles > 0 and dock.flow.estimate.cached == dock.flow.estimate.tiles
+    assert dock.run_panel.progress.value() == dock.run_panel.progress.maximum() == dock.flow.estimate.tiles
     assert sorted((f["rank"], round(f["score"], 5)) for f in again.getFeatures()) == first
     dock.cleanup()
 
@@ -96,8 +96,8 @@ def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint
 def test_cancel_leaves_nothing_behind(iface, tmp_path, tiny_checkpoint):
     big = write_geotiff(tmp_path / "big.tif", size=1024)
     dock, _ = make_dock(iface, big, tiny_checkpoint)
-    dock.tile_sizes.setText("24")  # a few thousand tiles: long enough to cancel in the middle
-    dock.confirm = lambda text: True
+    dock.options_panel.tile_sizes.setText("24")  # a few thousand tiles: long enough to cancel in the middle
+    dock.flow.confirm = lambda text: True
     progress = []
 
     def on_progress(done, total, message):
@@ -106,48 +106,48 @@ def test_cancel_leaves_nothing_behind(iface, tmp_path, tiny_checkpoint):
             dock.cancel_search()
 
     before = set(QgsProject.instance().mapLayers())
-    assert dock.start_search() is not None, dock.status.text()
-    assert wait_for(lambda: dock.search_task is not None, 120), dock.status.text()
-    task = dock.search_task
+    assert dock.start_search() is not None, dock.run_panel.status.text()
+    assert wait_for(lambda: dock.flow.search_task is not None, 120), dock.run_panel.status.text()
+    task = dock.flow.search_task
     task.tilesProgress.connect(on_progress)
     assert wait_for(lambda: bool(progress), 120)
     cancelled_at = time.monotonic()
-    assert wait_for(lambda: dock.task is None, 120)
+    assert wait_for(lambda: dock.flow.task is None, 120)
     assert time.monotonic() - cancelled_at < 10  # promptly: between two batches, not at the end
     assert progress, "the search never reported progress"
     assert progress[0][0] < progress[0][1]  # it was cancelled part-way, not after finishing
     assert task.was_cancelled and task.error is None and task.outcome.layer is None
     assert set(QgsProject.instance().mapLayers()) == before
-    assert dock.results.count() == 0
-    assert "cancelled" in dock.status.text()
-    assert dock.search_button.isEnabled() and not dock.cancel_button.isEnabled()
+    assert dock.results_panel.list.count() == 0
+    assert "cancelled" in dock.run_panel.status.text()
+    assert dock.run_panel.search_button.isEnabled() and not dock.run_panel.cancel_button.isEnabled()
     dock.cleanup()
 
 
 def test_large_search_asks_first_and_declining_starts_nothing(iface, tmp_path, tiny_checkpoint):
     big = write_geotiff(tmp_path / "big.tif", size=1024)
     dock, _ = make_dock(iface, big, tiny_checkpoint)
-    dock.tile_sizes.setText("24")
+    dock.options_panel.tile_sizes.setText("24")
     questions = []
-    dock.confirm = lambda text: questions.append(text) or False
+    dock.flow.confirm = lambda text: questions.append(text) or False
     assert dock.start_search() is not None  # the estimate runs in the background, then asks
-    assert wait_for(lambda: dock.task is None, 120)
+    assert wait_for(lambda: dock.flow.task is None, 120)
     assert len(questions) == 1 and "tiles" in questions[0]
-    assert dock.search_task is None and "not started" in dock.status.text()
-    assert dock.search_button.isEnabled()
+    assert dock.flow.search_task is None and "not started" in dock.run_panel.status.text()
+    assert dock.run_panel.search_button.isEnabled()
     dock.cleanup()
 
 
 def test_plain_words_for_user_errors(iface, geotiff, tiny_checkpoint):
     dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.canvas.clear()
+    dock.sketch_panel.canvas.clear()
     assert dock.start_search() is None
     assert "sketch is empty" in iface.messages[-1][1]
-    dock.canvas.undo()  # the strokes are back
-    dock.tile_sizes.setText("sixty")
+    dock.sketch_panel.canvas.undo()  # the strokes are back
+    dock.options_panel.tile_sizes.setText("sixty")
     assert dock.start_search() is None
     assert "Tile sizes must be numbers" in iface.messages[-1][1]
-    dock.tile_sizes.setText("64")
+    dock.options_panel.tile_sizes.setText("64")
     iface.canvas.setExtent(QgsRectangle(0, 0, 1000, 1000))  # far from the raster
     assert dock.start_search() is None
     assert "overlaps" in iface.messages[-1][1] or "outside" in iface.messages[-1][1]
@@ -158,18 +158,18 @@ def test_clear_message_without_a_model(iface, geotiff, tiny_checkpoint, tmp_path
     """Model problems are found by the worker and come back as one line; the dock stays usable."""
     monkeypatch.setenv("SKETCH_SEARCH_CHECKPOINT", str(tmp_path / "not_installed.safetensors"))
     dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.checkpoint.setFilePath("")  # the shipped default, which is missing here
+    dock.options_panel.checkpoint.setFilePath("")  # the shipped default, which is missing here
     assert dock.start_search() is not None
-    assert wait_for(lambda: dock.task is None, 120)
+    assert wait_for(lambda: dock.flow.task is None, 120)
     assert "not_installed.safetensors" in iface.messages[-1][1] and "\n" not in iface.messages[-1][1]
-    assert dock.search_task is None and dock.search_button.isEnabled()
+    assert dock.flow.search_task is None and dock.run_panel.search_button.isEnabled()
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"this is not a model")
-    dock.checkpoint.setFilePath(str(broken))
+    dock.options_panel.checkpoint.setFilePath(str(broken))
     assert dock.start_search() is not None, iface.messages  # loading it fails in the worker, in the background
-    assert wait_for(lambda: dock.task is None, 120)
+    assert wait_for(lambda: dock.flow.task is None, 120)
     assert "broken.safetensors" in iface.messages[-1][1] and "\n" not in iface.messages[-1][1]
-    assert dock.search_task is None and dock.search_button.isEnabled()
+    assert dock.flow.search_task is None and dock.run_panel.search_button.isEnabled()
     dock.cleanup()
 
 
@@ -179,29 +179,29 @@ def test_extent_drawn_on_the_map_and_selected_polygons(iface, geotiff, tiny_chec
     from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
     from sketch_search_plugin import inputs
-    from sketch_search_plugin.dock import EXTENT_DRAWN, EXTENT_SELECTION
+    from sketch_search_plugin.panels.where import EXTENT_DRAWN, EXTENT_SELECTION
 
     dock, raster = make_dock(iface, geotiff, tiny_checkpoint, canvas_crs="EPSG:32633")
     iface.canvas.resize(400, 400)
     iface.canvas.setExtent(raster.extent())
-    dock.extent_mode.setCurrentText(EXTENT_DRAWN)
+    dock.where_panel.extent_mode.setCurrentText(EXTENT_DRAWN)
     with pytest.raises(inputs.InputError, match="Draw the rectangle"):
-        dock.chosen_extent()
-    dock.draw_button.setChecked(True)
-    assert iface.canvas.mapTool() is dock.extent_tool
+        dock.where_panel.extent()
+    dock.where_panel.draw_button.setChecked(True)
+    assert iface.canvas.mapTool() is dock.where_panel.extent_tool
     # Drag with QGIS's own rectangle tool, as a user would.
-    tool = dock.extent_tool
+    tool = dock.where_panel.extent_tool
     for kind, point in ((QEvent.MouseButtonPress, QPoint(100, 100)), (QEvent.MouseMove, QPoint(300, 250)),
                         (QEvent.MouseButtonRelease, QPoint(300, 250))):
         event = QgsMapMouseEvent(iface.canvas, kind, point, Qt.LeftButton, Qt.LeftButton)
         {QEvent.MouseButtonPress: tool.canvasPressEvent, QEvent.MouseMove: tool.canvasMoveEvent,
          QEvent.MouseButtonRelease: tool.canvasReleaseEvent}[kind](event)
-    geometry, crs = dock.chosen_extent()
+    geometry, crs = dock.where_panel.extent()
     box = geometry.boundingBox()
     corner = iface.canvas.getCoordinateTransform().toMapCoordinates(100, 100)
     assert box.xMinimum() == pytest.approx(corner.x(), abs=1.0) and box.yMaximum() == pytest.approx(corner.y(), abs=1.0)
     assert box.width() == pytest.approx(200 * iface.canvas.mapUnitsPerPixel(), rel=0.02)
-    assert not dock.draw_button.isChecked()
+    assert not dock.where_panel.draw_button.isChecked()
 
     # Selected polygons of the active layer.
     polygons = QgsVectorLayer("Polygon?crs=EPSG:32633", "areas", "memory")
@@ -210,12 +210,12 @@ def test_extent_drawn_on_the_map_and_selected_polygons(iface, geotiff, tiny_chec
                                                      QgsPointXY(500100, 5000100), QgsPointXY(500010, 5000010)]]))
     polygons.dataProvider().addFeatures([feature])
     QgsProject.instance().addMapLayer(polygons)
-    dock.extent_mode.setCurrentText(EXTENT_SELECTION)
+    dock.where_panel.extent_mode.setCurrentText(EXTENT_SELECTION)
     iface.active_layer = polygons
     with pytest.raises(inputs.InputError, match="No polygon is selected"):
-        dock.chosen_extent()
+        dock.where_panel.extent()
     polygons.selectAll()
-    geometry, crs = dock.chosen_extent()
+    geometry, crs = dock.where_panel.extent()
     assert geometry.area() == pytest.approx(90 * 90 / 2)
     task = run_to_end(dock)
     assert task.error is None, task.error

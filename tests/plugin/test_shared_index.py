@@ -48,7 +48,7 @@ def test_dock_and_processing_search_a_shared_read_only_index(iface, geotiff, tin
 
     personal = tmp_path / "index"  # SKETCH_SEARCH_INDEX, set for every plugin test
     dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
-    dock.tile_sizes.setText("64")
+    dock.options_panel.tile_sizes.setText("64")
     request = dock.build_request()
     assert request.params()["options"]["index_dir"] == str(shared)
     # the team indexes the imagery once (the worker's index request, as the command line would)

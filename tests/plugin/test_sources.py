@@ -132,14 +132,15 @@ def test_search_over_an_xyz_layer_in_a_background_task(iface, tmp_path, tiny_che
     iface.canvas.setDestinationCrs(layer.crs())
     iface.canvas.setExtent(extent)
     dock = SketchSearchDock(iface, iface.window)
-    dock.checkpoint.setFilePath(str(tiny_checkpoint))
-    dock.tile_sizes.setText(f"{200 * res * math.cos(math.radians(46)):.0f}")  # ~200 px tiles on the ground
+    dock.options_panel.checkpoint.setFilePath(str(tiny_checkpoint))
+    ground = 200 * res * math.cos(math.radians(46))  # ~200 px tiles on the ground
+    dock.options_panel.tile_sizes.setText(f"{ground:.0f}")
     for stroke in plane_strokes():
-        dock.canvas.add_stroke(stroke, width=8)
+        dock.sketch_panel.canvas.add_stroke(stroke, width=8)
     assert dock.start_search() is not None, iface.messages
-    assert wait_for(lambda: dock.task is None, 120)
-    task = dock.search_task
-    assert task is not None, dock.status.text()
+    assert wait_for(lambda: dock.flow.task is None, 120)
+    task = dock.flow.search_task
+    assert task is not None, dock.run_panel.status.text()
     assert task.error is None, task.error
     result = task.outcome.layer
     assert result is not None and result.featureCount() >= 1

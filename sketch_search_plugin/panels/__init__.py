@@ -1,0 +1,1 @@
+"""The dock's parts, one widget each: engine banner, sketch, where, options, run, results."""
