@@ -7,21 +7,42 @@ Stage 2: the cross-attention module scores (sketch tokens, tile tokens) pairs fo
 candidates only.
 Merging: a greedy non-maximum suppression in one CRS over all scales and rasters: a hit that
 overlaps a better one (IoU, or containment of the smaller in the larger) joins that match.
+
+`stage1`, `stage2` and `merge` apply these to the layers of a search plan (engine/plan.py) and
+pass hits along as `Hit`s.
 """
 from __future__ import annotations
+
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import shapely
 
-CHUNK_ROWS = 1 << 17  # 131072 rows x 512 dims x 4 B = 256 MiB at most per chunk
+from .index.ann import entry_topk
+from .index.build import tokens_for
+from .index.store import EMBEDDED
+from .search_types import Match, SearchOptions
+from .tiling import parse_crs, reproject
+
+# One chunk of float32 rows in memory at a time: 43,690 rows of the default model's 1536-d vectors.
+CHUNK_BYTES = 256 << 20
+
+
+class Hit(NamedTuple):
+    """One tile's score: `layer` indexes the search's layers, `tile` that layer's grid."""
+    score: float
+    layer: int
+    tile: int
 
 
 def stage1_topk(query: np.ndarray, vectors: np.ndarray, k: int, rows: np.ndarray | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+                chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best k rows of `vectors` (N, D) for the L2-normalised `query` (D,), by cosine similarity.
     `rows`: restrict to these row numbers (sorted ascending reads memory-maps sequentially).
+    `chunk_rows`: rows per matrix product (default: CHUNK_BYTES of float32).
     Returns (row numbers, scores), best first."""
     query = np.asarray(query, np.float32)
+    chunk_rows = chunk_rows or max(1, CHUNK_BYTES // (4 * max(1, len(query))))
     total = len(vectors) if rows is None else len(rows)
     best_rows, best_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
     if k <= 0 or total == 0:
@@ -88,3 +109,49 @@ def merge_hits(polygons: np.ndarray, scores: np.ndarray, iou: float = 0.3, conta
             groups[g].append(int(j))
     # members of later groups may have been claimed in score order; keep members sorted by score
     return [sorted(grp, key=lambda j: -scores[j]) for grp in groups]
+
+
+def stage1(query: np.ndarray, layers: Sequence, n: int) -> list[Hit]:
+    """The n best hits over all layers by global-vector similarity."""
+    hits = []
+    for li, layer in enumerate(layers):
+        rows = layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED]
+        ids, scores = entry_topk(query, layer.entry, rows, n)  # exact, or approximate + exact re-scoring when huge
+        hits += [Hit(float(s), li, int(t)) for s, t in zip(scores, ids)]
+    return sorted(hits, key=lambda h: -h.score)[:n]
+
+
+def stage2(embedder, sketch_tokens, layers: Sequence, hits: Sequence[Hit], min_valid: float) -> list[Hit]:
+    """The candidates re-scored by cross-attention on (sketch, tile) token pairs, best first."""
+    rescored = []
+    for li in sorted({h.layer for h in hits}):
+        tiles = np.array([h.tile for h in hits if h.layer == li], np.int64)
+        scores = stage2_scores(embedder, sketch_tokens, tokens_for(layers[li], tiles, embedder, min_valid))
+        rescored += [Hit(float(s), li, int(t)) for s, t in zip(scores, tiles)]
+    return sorted(rescored, key=lambda h: -h.score)
+
+
+def merge(hits: Sequence[Hit], layers: Sequence, options: SearchOptions, sources: Sequence = ()) -> list[Match]:
+    """Polygons in the output CRS; overlapping hits across tiles, scales and rasters become one match.
+    `sources`: the list the search was given, so each match can name its source's position."""
+    if not hits:
+        return []
+    out_wkt = parse_crs(options.output_crs or layers[0].source.crs_wkt).to_wkt()
+    polys = np.empty(len(hits), dtype=object)
+    for li in sorted({h.layer for h in hits}):
+        idx = [i for i, h in enumerate(hits) if h.layer == li]
+        layer = layers[li]
+        geoms = layer.grid.polygons(np.array([hits[i].tile for i in idx], np.int64))
+        polys[idx] = reproject(geoms, layer.source.crs_wkt, out_wkt)
+    scores = np.array([h.score for h in hits], np.float32)
+    groups = merge_hits(polys, scores, options.merge_iou, options.merge_containment, limit=options.top_k)
+    # By object, not by name: two sources may share a name (the same file added twice).
+    position = {id(s): i for i, s in enumerate(sources)}
+    matches = []
+    for rank, group in enumerate(groups, start=1):
+        best = hits[group[0]]
+        layer = layers[best.layer]
+        matches.append(Match(polys[group[0]], out_wkt, rank, best.score, layer.source.name, layer.grid.tile_m,
+                             len(group), source_index=position.get(id(layer.source), 0),
+                             window=layer.grid.window(best.tile)))
+    return matches

@@ -158,7 +158,7 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
 def _is_engine_user_error(exc: BaseException) -> bool:
     """The engine's one-line error types, looked up among loaded modules (no import needed: an
     exception of a class exists only once its module is loaded)."""
-    names = {"engine.search": ("SearchError",), "engine.model.checkpoints": ("CheckpointError",),
+    names = {"engine.search_types": ("SearchError",), "engine.model.checkpoints": ("CheckpointError",),
              "engine.preprocess": ("EmptySketchError",), "engine.index.store": ("TileIndexError",),
              "rasterio.errors": ("RasterioError",), "fiona.errors": ("FionaError",)}
     for module, classes in names.items():

@@ -5,9 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .search import ProgressBar, add_raster_options, open_inputs
-
-INDEX_DIR_HELP = "index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)"
+from .search import INDEX_DIR_HELP, ProgressBar, add_raster_options, open_inputs
 
 
 def register(sub) -> None:

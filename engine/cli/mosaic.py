@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .search import DEFAULTS, add_tile_size_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("mosaic", help="build a test mosaic from labelled images; evaluate search precision on it",
@@ -39,10 +41,9 @@ def register(sub) -> None:
     e.add_argument("--min-overlap", type=float, default=0.5,
                    help="a match is correct when it overlaps a cell of the class by this share of the smaller of the "
                         "two (default: %(default)s)")
-    e.add_argument("--tile-size", type=float, nargs="+", metavar="M",
-                   help="tile sizes in m (default: the search default)")
-    e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=False,
-                   help="stage-2 re-ranking (default: off, as in search)")
+    add_tile_size_option(e)
+    e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULTS.stage2,
+                   help="stage-2 re-ranking (default: as in search, %s)" % ("on" if DEFAULTS.stage2 else "off"))
     e.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")
     e.add_argument("--device", default="auto")
     e.add_argument("--index-dir", metavar="DIR", help="tile index folder (default: the user cache)")
@@ -61,16 +62,12 @@ def run_build(args) -> int:
 
 
 def run_eval(args) -> int:
-    from dataclasses import replace
-
     from ..runtime import load_embedder
     from ..mosaic_eval import evaluate, list_sketches
-    from ..search import SearchError, SearchOptions
+    from ..search_types import SearchError, SearchOptions
     from . import UserError
 
-    opts = SearchOptions(stage2=args.stage2, index_dir=args.index_dir)
-    if args.tile_size:
-        opts = replace(opts, tile_sizes_m=tuple(args.tile_size))
+    opts = SearchOptions(stage2=args.stage2, index_dir=args.index_dir, tile_sizes_m=tuple(args.tile_size))
     embedder = load_embedder(args.checkpoint, args.device)
     try:
         report = evaluate(embedder, args.raster, args.truth, list_sketches(args.sketches), args.cls, args.top_k,

@@ -9,7 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..search import DEFAULT_MAX_TILES, DEFAULT_OVERLAP, DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K
+from ..search_types import SearchOptions
+
+DEFAULTS = SearchOptions()  # the engine's defaults; every option below shows and uses these
+INDEX_DIR_HELP = "tile index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)"
 
 EXAMPLE = """example:
   sketch-search search --raster ortho.tif --sketch plane.png --top-k 20 --out planes.shp
@@ -34,20 +37,25 @@ def add_raster_options(p) -> None:
     g.add_argument("--within", metavar="PATH",
                    help="search only inside the polygons of this vector file (.gpkg, .shp, .geojson; its own CRS)")
     t = p.add_argument_group("tiling")
-    t.add_argument("--tile-size", type=float, nargs="+", metavar="M", default=list(DEFAULT_TILE_SIZES_M),
-                   help="tile edge(s) in ground metres, one scale each (default: %(default)s)")
-    t.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+    add_tile_size_option(t)
+    t.add_argument("--overlap", type=float, default=DEFAULTS.overlap,
                    help="share of a tile overlapping its neighbour, 0 to <1 (default: %(default)s)")
-    t.add_argument("--min-valid", type=float, default=0.5,
+    t.add_argument("--min-valid", type=float, default=DEFAULTS.min_valid,
                    help="skip tiles with less valid (non-nodata) area than this share (default: %(default)s)")
-    t.add_argument("--max-tiles", type=int, default=DEFAULT_MAX_TILES,
+    t.add_argument("--max-tiles", type=int, default=DEFAULTS.max_tiles,
                    help="refuse to compute more new tiles than this (default: %(default)s)")
     m = p.add_argument_group("model and index")
     m.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    m.add_argument("--index-dir", metavar="DIR",
-                   help="tile index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)")
+    m.add_argument("--index-dir", metavar="DIR", help=INDEX_DIR_HELP)
     m.add_argument("--no-index", action="store_true", help="compute everything in memory and store nothing")
+
+
+def add_tile_size_option(p) -> None:
+    """--tile-size M [M ...] (search, index build, mosaic eval): SearchOptions.tile_sizes_m."""
+    shown = " ".join(f"{t:g}" for t in DEFAULTS.tile_sizes_m)
+    p.add_argument("--tile-size", type=float, nargs="+", metavar="M", default=list(DEFAULTS.tile_sizes_m),
+                   help=f"tile edge(s) in ground metres, one scale each (default: {shown})")
 
 
 def register(sub) -> None:
@@ -65,19 +73,19 @@ def register(sub) -> None:
                         "of an earlier search marked right; repeatable")
     p.add_argument("--unlike", action="append", metavar="FILE",
                    help="places not wanted (e.g. matches marked wrong): polygons of a vector file; repeatable")
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="N",
+    p.add_argument("--top-k", type=int, default=DEFAULTS.top_k, metavar="N",
                    help="number of matches (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output layer: .shp, .gpkg or .geojson (by extension; GeoJSON is always WGS 84 lon/lat, "
                         "RFC 7946)")
     p.add_argument("--out-crs", metavar="CRS", help="CRS of a .shp/.gpkg output (default: the first raster's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULT_STAGE2,
+    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULTS.stage2,
                    help="re-rank the best candidates with cross-attention (default: %s; measured "
-                        "to lower precision with the default model)" % ("on" if DEFAULT_STAGE2 else "off"))
+                        "to lower precision with the default model)" % ("on" if DEFAULTS.stage2 else "off"))
     p.add_argument("--estimate", action="store_true",
                    help="only print the tile count and expected time of this search, then stop")
-    p.add_argument("--candidates", type=int, default=100, metavar="N",
+    p.add_argument("--candidates", type=int, default=DEFAULTS.candidates, metavar="N",
                    help="stage-1 candidates re-ranked and merged (at least 10 x top-k; default: %(default)s)")
     add_raster_options(p)
     p.set_defaults(handler=run)
@@ -90,7 +98,7 @@ def _formatter():
 def open_inputs(args):
     """Rasters, extent and options from the arguments; bad input -> UserError before any work."""
     from ..raster.rasterio_source import RasterError, RasterioSource
-    from ..search import Extent, SearchError, SearchOptions, check_options
+    from ..search_types import Extent, SearchError, check_options
     from . import UserError
 
     sources = []
@@ -110,8 +118,8 @@ def open_inputs(args):
         except SearchError as exc:
             raise UserError(str(exc)) from None
     options = SearchOptions(
-        top_k=getattr(args, "top_k", DEFAULT_TOP_K), tile_sizes_m=tuple(args.tile_size), overlap=args.overlap,
-        stage2=getattr(args, "stage2", DEFAULT_STAGE2), candidates=getattr(args, "candidates", 100),
+        top_k=getattr(args, "top_k", DEFAULTS.top_k), tile_sizes_m=tuple(args.tile_size), overlap=args.overlap,
+        stage2=getattr(args, "stage2", DEFAULTS.stage2), candidates=getattr(args, "candidates", DEFAULTS.candidates),
         min_valid=args.min_valid, max_tiles=args.max_tiles, output_crs=getattr(args, "out_crs", None),
         index_dir=args.index_dir, use_index=not args.no_index)
     check_options(options)  # before the model loads
@@ -124,7 +132,7 @@ def polygon_extent(path: str):
     import shapely
     from shapely.geometry import shape
 
-    from ..search import Extent
+    from ..search_types import Extent
     from . import UserError
 
     if not Path(path).exists():
@@ -168,7 +176,6 @@ class ProgressBar:
 def run(args) -> int:
     from ..runtime import load_embedder
     from ..export import check_output, write_matches
-    from ..index.store import TileIndexError
     from ..preprocess import load_array
     from ..search import SearchError, run_search
     from . import UserError
@@ -188,7 +195,7 @@ def run(args) -> int:
     bar = ProgressBar()
     try:
         result = run_search(embedder, sketch, sources, extent, options, progress=bar, like=like, unlike=unlike)
-    except (SearchError, TileIndexError) as exc:
+    except SearchError as exc:
         raise UserError(str(exc)) from None
     finally:
         bar.close()
@@ -201,7 +208,6 @@ def run(args) -> int:
 
 def run_estimate(args) -> int:
     from ..runtime import load_embedder
-    from ..index.store import TileIndexError
     from ..search import SearchError, estimate
     from . import UserError
 
@@ -209,7 +215,7 @@ def run_estimate(args) -> int:
     embedder = load_embedder(args.checkpoint, args.device)
     try:
         est = estimate(embedder, sources, extent, options)
-    except (SearchError, TileIndexError) as exc:
+    except SearchError as exc:
         raise UserError(str(exc)) from None
     print(f"{est.describe()} on {embedder.device_description}")
     for line in est.skipped_scales:

@@ -10,7 +10,7 @@ import traceback
 # Engine exceptions meant for users, by module; looked up in sys.modules so that classifying an
 # error never imports anything (an exception of a class can only exist once its module is loaded).
 _USER_CLASSES = {
-    "engine.search": ("SearchError",),
+    "engine.search_types": ("SearchError",),
     "engine.model.checkpoints": ("CheckpointError",),
     "engine.preprocess": ("SketchError",),  # EmptySketchError, ImageTooLargeError
     "engine.index.store": ("TileIndexError",),
@@ -19,7 +19,7 @@ _USER_CLASSES = {
     "rasterio.errors": ("RasterioIOError",),  # a raster that became unreadable during a search
 }
 _CANCELLED_CLASSES = {
-    "engine.search": ("SearchCancelled",),
+    "engine.search_types": ("SearchCancelled",),
     "engine.index.build": ("Cancelled",),
 }
 

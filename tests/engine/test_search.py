@@ -106,6 +106,40 @@ def test_empty_sketch_and_no_sources(tmp_path, rgb_tif, emb, bar_sketch):
         search(emb, bar_sketch, [], options=SearchOptions(index_dir=tmp_path))
 
 
+def test_index_and_raster_errors_reach_the_caller_as_search_errors(tmp_path, rgb_tif, emb, bar_sketch, monkeypatch):
+    """The API's one error type: the plugin and the CLI show a SearchError's message as it is."""
+    import engine.plan
+    from engine.index import TileIndexError
+    from engine.raster.rasterio_source import RasterError
+
+    for error in (TileIndexError("index entry X: damaged"), RasterError("cannot read X")):
+        def fail(*args, error=error):
+            raise error
+
+        monkeypatch.setattr(engine.plan, "open_entry", fail)
+        opts = SearchOptions(index_dir=tmp_path)
+        for call in (lambda: run_search(emb, bar_sketch, [RasterioSource(rgb_tif)], options=opts),
+                     lambda: estimate(emb, [RasterioSource(rgb_tif)], options=opts)):
+            with pytest.raises(SearchError, match=str(error)) as caught:
+                call()
+            assert type(caught.value) is SearchError
+
+
+def test_hits_are_named(tmp_path, rgb_tif, emb, bar_sketch):
+    from engine.plan import plan
+    from engine.ranking import Hit, merge, stage1
+
+    opts = SearchOptions(index_dir=tmp_path, tile_sizes_m=(60, 120), top_k=3)
+    run_search(emb, bar_sketch, [RasterioSource(rgb_tif)], options=opts)  # fills the index
+    layers, _ = plan(emb, [RasterioSource(rgb_tif)], None, opts)
+    hits = stage1(emb.embed_sketches([bar_sketch]).cls[0], layers, 10)
+    assert len(hits) == 10 and all(isinstance(h, Hit) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(0 <= h.layer < len(layers) and h.tile in layers[h.layer].tiles for h in hits)
+    best = merge(hits, layers, opts)[0]
+    assert (best.score, best.scale) == (hits[0].score, layers[hits[0].layer].grid.tile_m)
+
+
 class ArraySource:
     """A second RasterSource implementation (pixels held in memory), standing in for the plugin's
     QGIS-provider source: the search must use nothing beyond the protocol."""
