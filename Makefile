@@ -20,7 +20,7 @@ test-slow:   ## the long checks as well (full evaluations, large rasters)
 
 bench: setup   ## speed figures: model throughput vs matmul peak, search cold/warm, memory
 	@$(PY) -m benchmarks.model_speed
-	@if [ -f benchmarks/search_speed.py ]; then $(PY) -m benchmarks.search_speed; fi
+	@$(PY) -m benchmarks.search_speed
 
 train: setup   ## train the default model (background-friendly; logs under runs/)
 	@bash scripts/train_default.sh

@@ -35,7 +35,7 @@ fi
 want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing pinned Python packages (first run takes a few minutes)"
-    # pip warns once per package about this machine's optional local package folders: hide that noise
+    # pip warns once per package when its configuration names a local package folder that is absent: hide that noise
     quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
     quiet "$VENV/bin/python" -m pip install -q --upgrade pip
     quiet "$VENV/bin/python" -m pip install -q -r requirements-dev.txt

@@ -21,6 +21,7 @@ import shapely.wkt
 from affine import Affine
 from PIL import Image
 
+import engine
 from engine.raster.rasterio_source import RasterioSource
 from engine.raster.source import Window
 from engine.search import Extent, SearchOptions, run_search
@@ -159,7 +160,7 @@ def search_params(tiny_checkpoint, sketch, sources, options, extent=None, thumbn
 
 def test_ready_comes_first_then_hello(worker):
     assert worker.ready["type"] == "ready" and worker.ready["protocol"] == 1
-    assert worker.ready["pid"] == worker.proc.pid and worker.ready["engine"] == "0.1.0"
+    assert worker.ready["pid"] == worker.proc.pid and worker.ready["engine"] == engine.__version__
     assert worker.ready["python"] == ".".join(map(str, sys.version_info[:3]))
     hello = worker.call("hello")
     assert hello["protocol"] == 1 and hello["runtime"] in ("torch", "onnx")

@@ -1,0 +1,39 @@
+"""Facts written in more than one project file agree: the version, and the dependencies that
+pyproject.toml names and requirements.txt pins."""
+from __future__ import annotations
+
+import configparser
+import re
+import tomllib
+from pathlib import Path
+
+import engine
+
+ROOT = Path(__file__).resolve().parents[2]
+# Pinned for the engine's environment but not imported by the engine: pulled in by what is listed.
+TRANSITIVE_PINS = {"attrs"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_one_version():
+    """engine.__version__ is the version; pyproject.toml reads it, metadata.txt (which QGIS reads
+    as plain text) repeats it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "engine.__version__"}
+    metadata = configparser.ConfigParser(interpolation=None)
+    metadata.read(ROOT / "metadata.txt")
+    assert metadata["general"]["version"] == engine.__version__
+
+
+def test_pyproject_lists_what_requirements_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    listed = {_name(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        listed |= {_name(r) for r in extra}
+    pinned = {_name(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert listed == pinned - TRANSITIVE_PINS
