@@ -6,6 +6,8 @@ A result layer remembers its query in custom properties, saved with the project:
 - `sketch_search/marks`: JSON {rank: {"mark": "right" | "wrong", "wkt": polygon}}: the analyst's marks,
   with each match's polygon, so they hold even where the features themselves are not kept (a memory
   layer of QGIS 3.22 is saved empty).
+The marks are also the layer's `feedback` field ("like", "unlike" or ""), kept in step by set_marks, so
+they show in the style and go into exported files.
 Refining sends that query again with `like` = its liked places + the matches marked right and `unlike`
 = its unliked places + those marked wrong (the worker protocol's `search` in ARCHITECTURE.md).
 """
@@ -17,12 +19,14 @@ from dataclasses import replace
 from qgis.core import QgsVectorLayer
 
 from .request import SearchRequest
+from .result_layer import FEEDBACK, LIKE, UNLIKE
 
 QUERY = "sketch_search/query"
 MARKS = "sketch_search/marks"
 RIGHT, WRONG = "right", "wrong"
 # The engine's words for a match lying on a marked place -> the plugin's marks.
-ENGINE_MARKS = {"like": RIGHT, "unlike": WRONG}
+ENGINE_MARKS = {LIKE: RIGHT, UNLIKE: WRONG}
+FEEDBACK_OF = {RIGHT: LIKE, WRONG: UNLIKE}   # the plugin's marks -> the feedback field
 
 
 def remember_query(layer: QgsVectorLayer, request, matches: list, crs_wkt: str) -> None:
@@ -77,7 +81,23 @@ def set_marks(layer: QgsVectorLayer, ranks, mark: str | None) -> int:
             changed += marks.get(rank, {}).get("mark") != mark
             marks[rank] = {"mark": mark, "wkt": wkt}
     layer.setCustomProperty(MARKS, json.dumps({str(r): v for r, v in sorted(marks.items())}))
+    write_feedback(layer, marks)
     return changed
+
+
+def write_feedback(layer: QgsVectorLayer, marks: dict[int, dict]) -> None:
+    """The feedback field of every feature set from the marks (a layer without the field is left alone)."""
+    index = layer.fields().indexOf(FEEDBACK)
+    if index < 0:
+        return
+    changes = {}
+    for feature in layer.getFeatures():
+        value = FEEDBACK_OF.get(marks.get(int(feature["rank"]), {}).get("mark"), "")
+        if (feature[FEEDBACK] or "") != value:
+            changes[feature.id()] = {index: value}
+    if changes:
+        layer.dataProvider().changeAttributeValues(changes)
+        layer.triggerRepaint()
 
 
 def selected_ranks(layer: QgsVectorLayer) -> list[int]:

@@ -11,7 +11,12 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsField, QgsFi
 from .compat import FIELD_DOUBLE, FIELD_INT, FIELD_STRING
 
 STYLE = Path(__file__).resolve().parent / "styles" / "sketch_matches.qml"
-FIELDS = (("rank", FIELD_INT), ("score", FIELD_DOUBLE), ("source", FIELD_STRING), ("scale", FIELD_DOUBLE))
+# feedback: the analyst's mark, "like" (right) or "unlike" (wrong) or "" (none), in the words of the
+# engine's places, so exported marks can go back as Processing's LIKE / UNLIKE layers.
+FEEDBACK = "feedback"
+LIKE, UNLIKE = "like", "unlike"
+FIELDS = (("rank", FIELD_INT), ("score", FIELD_DOUBLE), ("source", FIELD_STRING), ("scale", FIELD_DOUBLE),
+          (FEEDBACK, FIELD_STRING))
 
 
 def layer_name(sketch_label: str | None, when: _dt.datetime | None = None) -> str:
@@ -28,13 +33,16 @@ def result_fields() -> QgsFields:
 
 
 def match_attributes(match: dict) -> list:
-    """The field values of a match, in the order of FIELDS."""
-    return [int(match["rank"]), float(match["score"]), str(match["source"]), float(match["scale"])]
+    """The field values of a match, in the order of FIELDS; the engine's mark (the match lies on a
+    place marked like / unlike) is its first feedback."""
+    mark = match.get("mark")
+    return [int(match["rank"]), float(match["score"]), str(match["source"]), float(match["scale"]),
+            mark if mark in (LIKE, UNLIKE) else ""]
 
 
 def build_result_layer(matches: Sequence, crs_wkt: str | None, name: str) -> QgsVectorLayer:
     """A new memory layer holding the matches (protocol match dicts: wkt, rank, score, source,
-    scale), in the matches' CRS.
+    scale, mark), in the matches' CRS.
 
     Must run on the main thread: the layer is parented to nothing and added to the project there.
     """
@@ -62,7 +70,8 @@ def build_result_layer(matches: Sequence, crs_wkt: str | None, name: str) -> Qgs
 
 
 def apply_style(layer: QgsVectorLayer) -> None:
-    """Graduated colours by rank (best = darkest red) with rank labels, from the shipped style."""
+    """Graduated colours by rank (best = darkest red) with rank labels (and ✓ / ✗ after marked ones),
+    from the shipped style."""
     message, ok = layer.loadNamedStyle(str(STYLE))
     if not ok:
         raise RuntimeError(f"the result style {STYLE.name} could not be applied: {message}")

@@ -570,7 +570,7 @@
   </renderer-v2>
   <labeling type="simple">
     <settings calloutType="simple">
-      <text-style blendMode="0" fontKerning="1" fontWeight="75" fontWordSpacing="0" textOrientation="horizontal" multilineHeight="1" textOpacity="1" useSubstitutions="0" legendString="Aa" fontItalic="0" isExpression="0" fontUnderline="0" fontStrikeout="0" fontSizeMapUnitScale="3x:0,0,0,0,0,0" textColor="103,0,31,255" capitalization="0" allowHtml="0" namedStyle="" previewBkgrdColor="255,255,255,255" fontFamily="DejaVu LGC Sans" fontSizeUnit="Point" fieldName="rank" fontSize="10" fontLetterSpacing="0">
+      <text-style blendMode="0" fontKerning="1" fontWeight="75" fontWordSpacing="0" textOrientation="horizontal" multilineHeight="1" textOpacity="1" useSubstitutions="0" legendString="Aa" fontItalic="0" isExpression="1" fontUnderline="0" fontStrikeout="0" fontSizeMapUnitScale="3x:0,0,0,0,0,0" textColor="103,0,31,255" capitalization="0" allowHtml="0" namedStyle="" previewBkgrdColor="255,255,255,255" fontFamily="DejaVu LGC Sans" fontSizeUnit="Point" fieldName="concat(&quot;rank&quot;, CASE WHEN &quot;feedback&quot; = 'like' THEN ' ✓' WHEN &quot;feedback&quot; = 'unlike' THEN ' ✗' END)" fontSize="10" fontLetterSpacing="0">
         <families/>
         <text-buffer bufferSizeUnits="MM" bufferDraw="1" bufferNoFill="1" bufferJoinStyle="128" bufferBlendMode="0" bufferOpacity="1" bufferSizeMapUnitScale="3x:0,0,0,0,0,0" bufferSize="1.2" bufferColor="255,255,255,255"/>
         <text-mask maskSizeUnits="MM" maskOpacity="1" maskJoinStyle="128" maskedSymbolLayers="" maskSize="1.5" maskEnabled="0" maskSizeMapUnitScale="3x:0,0,0,0,0,0" maskType="0"/>

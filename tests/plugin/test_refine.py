@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from qgis.core import QgsProject, QgsRectangle
+from qgis.core import QgsProject, QgsRectangle, QgsVectorLayer
 
-from sketch_search_plugin.refine import MARKS, QUERY, RIGHT, WRONG, marks_of, query_of
+from sketch_search_plugin import export
+from sketch_search_plugin.refine import FEEDBACK_OF, MARKS, QUERY, RIGHT, WRONG, marks_of, query_of
 
 from .conftest import wait_for
 from .test_search import make_dock, run_to_end
@@ -27,6 +28,24 @@ def finish(dock, task, timeout=120):
 
 def rows(dock) -> list:
     return [dock.results_panel.list.item(i) for i in range(dock.results_panel.list.count())]
+
+
+def labels(layer) -> list:
+    """The first four label texts the layer's style gives."""
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsExpressionContextUtils
+
+    expression = QgsExpression(layer.labeling().settings().fieldName)
+    context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+    out = []
+    for f in sorted(layer.getFeatures(), key=lambda f: f["rank"])[:4]:
+        context.setFeature(f)
+        out.append(expression.evaluate(context))
+    return out
+
+
+def feedback(layer) -> dict:
+    """{rank: feedback} of the marked features."""
+    return {f["rank"]: f["feedback"] for f in layer.getFeatures() if f["feedback"]}
 
 
 def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp_path):
@@ -59,6 +78,18 @@ def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp
     assert 3 not in marks_of(first)
     first.selectByExpression('"rank" = 3')
     panel.mark(RIGHT)
+    # the marks are the layer's feedback field too, so they go into exported files
+    assert feedback(first) == {1: "unlike", 2: "like", 3: "like"}
+    assert labels(first) == ["1 ✗", "2 ✓", "3 ✓", "4"]  # the style's labels show them
+    for name in ("marks.gpkg", "marks.shp"):
+        written = export.write_layer(first, tmp_path / name)
+        assert feedback(QgsVectorLayer(str(written), "exported", "ogr")) == {1: "unlike", 2: "like", 3: "like"}
+    dock.results_panel.list.clearSelection()
+    rows(dock)[0].setSelected(True)
+    panel.mark(None)
+    assert feedback(first) == {2: "like", 3: "like"}
+    rows(dock)[0].setSelected(True)
+    panel.mark(WRONG)
 
     before = set(QgsProject.instance().mapLayers())
     refined = finish(dock, panel.refine())
@@ -69,6 +100,7 @@ def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp
     # matches lying on the places marked before come back marked
     carried = {m["mark"] for m in marks_of(refined).values()}
     assert RIGHT in carried
+    assert set(feedback(refined).values()) == {FEEDBACK_OF[m] for m in carried}
     assert any(r.text().startswith("✓ right") for r in rows(dock))
 
     # More like this: the selected match is the example, over what the search covered; no sketch
@@ -171,7 +203,9 @@ def test_processing_like_and_unlike_layers(provider, tmp_path, geotiff, tiny_che
     # by example: no sketch
     out = tmp_path / "by_example.gpkg"
     result = processing.run("sketchsearch:sketchsearch", {**common, "LIKE": like, "OUTPUT": str(out)})
-    assert QgsVectorLayer(result["OUTPUT"], "out", "ogr").featureCount() == 3
+    found = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
+    assert found.featureCount() == 3
+    assert "like" in {f["feedback"] for f in found.getFeatures()}  # the example itself, marked as given
     # a sketch refined by both
     out = tmp_path / "refined.gpkg"
     result = processing.run("sketchsearch:sketchsearch", {**common, "SKETCH": str(_plane_sketch(tmp_path)),

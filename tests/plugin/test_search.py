@@ -56,7 +56,7 @@ def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint
     assert len(new) == 1 and isinstance(new[0], QgsVectorLayer)
     result = new[0]
     assert result.name().startswith("Sketch matches ") and result.name().endswith(" plane")
-    assert [f.name() for f in result.fields()] == ["rank", "score", "source", "scale"]
+    assert [f.name() for f in result.fields()] == ["rank", "score", "source", "scale", "feedback"]
     assert result.crs().authid() == "EPSG:3857"  # the canvas CRS, not the raster's EPSG:32633
     feats = sorted(result.getFeatures(), key=lambda f: f["rank"])
     assert 1 <= len(feats) <= 5
@@ -75,7 +75,8 @@ def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint
     # Styled from the shipped .qml: graduated by rank, labelled with the rank.
     assert isinstance(result.renderer(), QgsGraduatedSymbolRenderer)
     assert result.renderer().classAttribute() == "rank"
-    assert result.labelsEnabled() and result.labeling().settings().fieldName == "rank"
+    label = result.labeling().settings()
+    assert result.labelsEnabled() and label.isExpression and '"rank"' in label.fieldName  # with ✓ / ✗ of marks
     # The dock lists the matches with thumbnails, best first; clicking zooms to the match.
     assert dock.results_panel.list.count() == len(feats)
     assert dock.results_panel.list.item(0).text().startswith("#1 ")
