@@ -20,16 +20,16 @@ from engine.embedder import Embedder
 from engine.evaluation.folders import list_class_folder
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
-from engine.training.ship import parse_fusion
+from engine.model.retrieval import SKETCH_VIEW_CHOICES, Fusion
 
 DATA = Path(os.environ.get("SKETCH_SEARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def embedder_for(path: str, fusion, views: int | None) -> Embedder:
+def embedder_for(path: str, fusion: Fusion | None, views: int | None) -> Embedder:
     net, card = load_checkpoint(path)
     card = dict(card)
     if fusion is not None:
-        card["stage1_fusion"] = fusion
+        card["stage1_fusion"] = fusion.to_card()
     if views:
         card["sketch_views"] = views
     return Embedder(net, card, "cpu")
@@ -39,10 +39,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--fusion", help="override the cards' stage1_fusion: DESCRIPTOR:WEIGHT")
-    p.add_argument("--sketch-views", type=int, choices=(1, 4, 8), help="override the cards' sketch_views")
+    p.add_argument("--sketch-views", type=int, choices=SKETCH_VIEW_CHOICES, help="override the cards' sketch_views")
     p.add_argument("--zeroshot", default="runs/zeroshot", help="output of python -m engine.evaluation.zeroshot")
     args = p.parse_args(argv)
-    fusion = parse_fusion(args.fusion) if args.fusion else None
+    fusion = Fusion.parse(args.fusion) if args.fusion else None
     aero = list_class_folder(DATA / "eoc_sketches", side="sketch", classes=["Aeroplane"])
     ucm = list_class_folder(DATA / "ucm10", side="image")
     zs_q = list_class_folder(Path(args.zeroshot) / "queries", side="sketch")

@@ -11,18 +11,20 @@ import argparse
 
 import numpy as np
 
-from engine.embedder import Embedder, Embeddings, default_checkpoint
+from engine.embedder import Embedder
+from engine.embeddings import Embeddings
 from engine.evaluation.folders import list_class_folder
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
+from engine.model.retrieval import FUSION_DESCRIPTORS, SKETCH_VIEW_CHOICES, Fusion, RetrievalSettings, fuse
+from engine.runtime import default_model_path
 
 
 class Precomputed:
-    """An encoder over vectors computed once: [sqrt(w) * model, sqrt(1 - w) * gap], renormalised."""
+    """An encoder over vectors computed once: the model's and the descriptor's parts fused at w."""
 
-    def __init__(self, model: tuple[np.ndarray, np.ndarray], gap: tuple[np.ndarray, np.ndarray], w: float):
-        fuse = lambda a, b: np.concatenate([np.sqrt(w) * a, np.sqrt(1 - w) * b], 1)  # noqa: E731
-        self.sketches, self.images = fuse(model[0], gap[0]), fuse(model[1], gap[1])
+    def __init__(self, model: tuple[np.ndarray, np.ndarray], descriptor: tuple[np.ndarray, np.ndarray], w: float):
+        self.sketches, self.images = fuse(model[0], descriptor[0], w), fuse(model[1], descriptor[1], w)
 
     def embed_sketches(self, sketches, with_tokens=False):
         return Embeddings(self.sketches / np.linalg.norm(self.sketches, axis=1, keepdims=True))
@@ -39,18 +41,19 @@ def main(argv=None) -> None:
     p.add_argument("--map", nargs="*", default=[], help="QUERYCLASS=GALLERYCLASS")
     p.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.3, 0.5, 0.7, 1.0])
     p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--descriptor", help="fusion partner (default: the card's)")
-    p.add_argument("--sketch-views", type=int, choices=(1, 4, 8), help="default: the card's")
+    p.add_argument("--descriptor", choices=list(FUSION_DESCRIPTORS), help="fusion partner (default: the card's)")
+    p.add_argument("--sketch-views", type=int, choices=SKETCH_VIEW_CHOICES, help="default: the card's")
     args = p.parse_args(argv)
     queries = list_class_folder(args.queries, classes=args.query_classes)
     gallery = list_class_folder(args.gallery)
     mapping = dict(m.split("=", 1) for m in args.map)
-    net, card = load_checkpoint(args.checkpoint or default_checkpoint())
-    descriptor = args.descriptor or card.get("stage1_fusion", {}).get("descriptor", "efficientnet_lite0_gem")
-    views = args.sketch_views or card.get("sketch_views", 1)
+    net, card = load_checkpoint(args.checkpoint or default_model_path())
+    settings = RetrievalSettings.from_card(card)
+    descriptor = args.descriptor or (settings.fusion.descriptor if settings.fusion else "efficientnet_lite0_gem")
+    views = args.sketch_views or settings.sketch_views
     # One pass per input: fused at w = 0.5, each part is unit length times sqrt(0.5), so the two halves
     # are the CLS vector and the descriptor, each with the same sketch views.
-    fused_card = card | {"sketch_views": views, "stage1_fusion": {"descriptor": descriptor, "model_weight": 0.5}}
+    fused_card = card | RetrievalSettings(Fusion(descriptor, 0.5), views).to_card()
     fused = Embedder(net, fused_card, "cpu")
     width = net.cfg.width
     split = lambda v: (v[:, :width] * 2 ** 0.5, v[:, width:] * 2 ** 0.5)  # noqa: E731

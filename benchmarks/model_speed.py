@@ -16,9 +16,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from engine.device import describe_device, pick_device
-from engine.embedder import Embedder, default_checkpoint
+from engine.embedder import Embedder
 from engine.model import CONFIGS, MLAGT
 from engine.model.checkpoints import load_checkpoint
+from engine.runtime import default_model_path
 
 
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -96,7 +97,7 @@ def onnx_embedder_for(embedder: Embedder):
         from engine.onnx_export import export_onnx
     except ImportError:
         return None
-    checkpoint = Path(embedder.card.get("path") or default_checkpoint())
+    checkpoint = Path(embedder.card.get("path") or default_model_path())
     onnx_file = checkpoint.with_suffix(".onnx")
     if not onnx_file.is_file():
         onnx_file = export_onnx(checkpoint, Path(tempfile.mkdtemp(prefix="onnx-bench-")) / "default.onnx", verify=False)
@@ -137,10 +138,10 @@ def main(argv=None) -> None:
     print(f"{'config':<16}{'img px':>7}{'GFLOP/img':>11}{'img/s':>9}{'GFLOP/s':>9}{'peak':>8}{'of peak':>9}")
     for name in args.configs:
         if name == "default":
-            if not default_checkpoint().exists():
+            if not default_model_path().exists():
                 print("default         (not installed: run `make train`)")
                 continue
-            embedder = Embedder(*load_checkpoint(default_checkpoint()), device=device)
+            embedder = Embedder(*load_checkpoint(default_model_path()), device=device)
         else:
             embedder = Embedder(MLAGT(CONFIGS[name]), device=device)
         flops = flops_per_image(embedder)

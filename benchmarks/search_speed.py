@@ -57,12 +57,12 @@ def write_raster(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def make_model(workdir: Path, checkpoint: str | None) -> tuple[str, str]:
-    from engine.embedder import default_checkpoint
+    from engine.runtime import default_model_path
 
     if checkpoint:
         return checkpoint, checkpoint
-    if default_checkpoint().is_file():
-        return str(default_checkpoint()), f"default model ({default_checkpoint().name})"
+    if default_model_path().is_file():
+        return str(default_model_path()), f"default model ({default_model_path().name})"
     import torch
 
     from engine.model import MLAGT, ModelConfig

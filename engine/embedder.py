@@ -4,21 +4,14 @@ sketch-image token pairs scored with the cross-attention module.
 Scores are cosine similarities (higher = better); the official L2 distance between normalised
 vectors is sqrt(2 - 2 * score), so both rank identically.
 
-Stage-1 fusion: a model card may name a pretrained global descriptor to use beside the CLS vector
-(`"stage1_fusion": {"descriptor": "efficientnet_lite0_gap", "model_weight": 0.5}`). The stage-1
-vector is then [sqrt(w) * CLS, sqrt(1 - w) * descriptor], each part unit length, so a dot product
-is w * cos(CLS) + (1 - w) * cos(descriptor). Measured in BENCHMARKS.md: it lifts real aeroplane
-sketches against UC Merced from mAP 0.52 (CLS alone) to 0.70 with average pooling, and GeM pooling
-(`efficientnet_lite0_gem`) does better on the validation protocol.
-
-Sketch views: aerial imagery has no "up", so a card may set `"sketch_views": 4` (the four right-angle
-rotations) or `8` (those and their mirror images). A sketch's stage-1 vector is then the mean over
-its views, each part averaged and re-normalised separately. Only queries change: tile vectors, and
-so the tile index, are the same.
+How a card asks the model to be used for retrieval (a pretrained descriptor fused into the stage-1
+vector, sketch views) is `engine.model.retrieval.RetrievalSettings`; the fusion itself is its
+`fuse`, shared with the ONNX export and training.
 """
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,22 +23,9 @@ from .device import describe_device, pick_device
 from .embeddings import Embeddings
 from .model import MLAGT
 from .model.checkpoints import CheckpointError, load_any
+from .model.retrieval import Fusion, RetrievalSettings, build_descriptor
 from .preprocess import ImageLike, normalise_batch, prepare_image, prepare_sketch
-from .runtime import DEFAULT_CHECKPOINT, MODELS_DIR, default_model_path  # noqa: F401 (MODELS_DIR: re-exported)
-
-
-def default_checkpoint() -> Path:
-    """The shipped default model (overridable with SKETCH_SEARCH_CHECKPOINT)."""
-    return default_model_path()
-
-
-SKETCH_VIEW_CHOICES = (1, 4, 8)
-DESCRIPTOR_NAMES = ("efficientnet_lite0_gap", "efficientnet_lite0_gem")  # the keys of _descriptors()
-
-
-def _descriptors() -> dict:
-    from .model.pretrained import lite0_gap_network, lite0_gem_network
-    return {"efficientnet_lite0_gap": lite0_gap_network, "efficientnet_lite0_gem": lite0_gem_network}
+from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
 
 def dihedral_views(batch: torch.Tensor, views: int) -> torch.Tensor:
@@ -81,26 +61,20 @@ class Embedder:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size or (128 if self.half else 32)
-        self.descriptor, self.fusion = None, self.card.get("stage1_fusion")
-        if self.fusion:
-            build = _descriptors().get(self.fusion.get("descriptor"))
-            weight = self.fusion.get("model_weight")
-            if build is None or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-                raise CheckpointError(self.card.get("path", self.name),
-                                      f"model card has an unusable stage1_fusion entry: {self.fusion}")
-            self.descriptor = build().to(self.device)
+        try:
+            self.retrieval = RetrievalSettings.from_card(self.card)
+        except ValueError as exc:
+            raise CheckpointError(self.card.get("path", self.name), f"model card has an {exc}") from None
+        self.descriptor = None
+        if self.fusion is not None:
+            self.descriptor = build_descriptor(self.fusion.descriptor).to(self.device)
             if self.channels_last:
                 self.descriptor = self.descriptor.to(memory_format=torch.channels_last)
-        self.sketch_views = self.card.get("sketch_views", 1)
-        if self.sketch_views not in SKETCH_VIEW_CHOICES:
-            raise CheckpointError(self.card.get("path", self.name),
-                                  f"model card has an unusable sketch_views entry: {self.sketch_views!r} "
-                                  f"(one of {SKETCH_VIEW_CHOICES})")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | None = None,
                         batch_size: int | None = None, heads: int = 12) -> "Embedder":
-        path = Path(path) if path else default_checkpoint()
+        path = Path(path) if path else default_model_path()
         if not path.exists() and path == DEFAULT_CHECKPOINT:
             raise CheckpointError(path, "the default model is not installed (run `make train` or name --checkpoint)")
         model, card = load_any(path, heads=heads)
@@ -112,12 +86,21 @@ class Embedder:
         return self.card.get("name") or self.cfg.name
 
     @property
+    def fusion(self) -> Fusion | None:
+        return self.retrieval.fusion
+
+    @property
+    def sketch_views(self) -> int:
+        return self.retrieval.sketch_views
+
+    @sketch_views.setter
+    def sketch_views(self, views: int) -> None:  # benchmarks time one view against the card's
+        self.retrieval = replace(self.retrieval, sketch_views=views)
+
+    @property
     def identity(self) -> str:
         """Changes whenever the weights or the stage-1 vector change: part of the tile index key."""
-        base = self.card.get("weights_sha256") or f"{self.name}:{self.card.get('path', '')}"
-        if self.fusion:
-            base += f"+{self.fusion['descriptor']}@{self.fusion['model_weight']}"
-        return base
+        return self.retrieval.model_identity(self.card, self.name)
 
     @property
     def vector_dim(self) -> int:
@@ -144,9 +127,9 @@ class Embedder:
             if self.channels_last:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                tokens = self.model(chunk)
+                tokens = self.model.forward_features(chunk)
                 glob = self.descriptor(chunk) if self.descriptor is not None else None
-            parts[0].append(F.normalize(tokens[:, 0].float(), dim=-1).cpu())
+            parts[0].append(F.normalize(self.model.global_vector(tokens).float(), dim=-1).cpu())
             if glob is not None:
                 parts[1].append(F.normalize(glob.float(), dim=-1).cpu())
             if with_tokens:
@@ -155,10 +138,7 @@ class Embedder:
         return joined, (torch.cat(token_parts) if token_parts else None)
 
     def _fuse(self, parts: list[torch.Tensor]) -> np.ndarray:
-        if len(parts) == 1:
-            return parts[0].numpy()
-        w = float(self.fusion["model_weight"])
-        return torch.cat([parts[0] * w ** 0.5, parts[1] * (1 - w) ** 0.5], dim=1).numpy()
+        return self.retrieval.fuse(parts).numpy()
 
     def embed_tensor(self, batch: torch.Tensor, with_tokens: bool = False) -> Embeddings:
         """Normalised (B, 3, S, S) tensors -> embeddings, in chunks of batch_size."""
@@ -243,7 +223,8 @@ class Embedder:
         scores = []
         for start in range(0, len(image_tokens), self.batch_size):
             img = image_tokens[start:start + self.batch_size].to(self.device)
-            sk = sketch_tokens if len(sketch_tokens) != len(image_tokens) else sketch_tokens[start:start + self.batch_size]
+            paired = len(sketch_tokens) == len(image_tokens)
+            sk = sketch_tokens[start:start + self.batch_size] if paired else sketch_tokens
             sk = sk.to(self.device).expand(len(img), -1, -1) if len(sk) == 1 else sk.to(self.device)
             with self._autocast():
                 s_cls, i_cls = self.model.cross_cls(sk, img)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .embeddings import Embeddings
 from .model.checkpoints import CheckpointError, card_path_for, parse_card
+from .model.retrieval import RetrievalSettings
 from .preprocess import ImageLike, dihedral_views, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
@@ -53,14 +54,9 @@ def onnx_devices() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
 
 
-def card_identity(card: dict) -> str:
+def card_identity(card: dict, retrieval: RetrievalSettings) -> str:
     """The model identity of engine.embedder.Embedder.identity, from the card alone."""
-    name = card.get("name") or card.get("config", {}).get("name", "")
-    base = card.get("weights_sha256") or f"{name}:{card.get('path', '')}"
-    fusion = card.get("stage1_fusion")
-    if fusion:
-        base += f"+{fusion['descriptor']}@{fusion['model_weight']}"
-    return base
+    return retrieval.model_identity(card, card.get("name") or card.get("config", {}).get("name", ""))
 
 
 def _usable_cores() -> int:
@@ -119,6 +115,10 @@ class OnnxEmbedder:
 
         self.onnx_file = Path(onnx_file)
         self.card = card
+        try:
+            self.retrieval = RetrievalSettings.from_card(card)
+        except ValueError as exc:
+            raise CheckpointError(card.get("path", self.onnx_file), f"model card has an {exc}") from None
         providers, self.device = _providers(device)
         options = ort.SessionOptions()
         self.threads = threads or _usable_cores()
@@ -133,11 +133,7 @@ class OnnxEmbedder:
         self.meta = self._check_metadata()
         self.cfg = OnnxModelConfig(self.meta["name"], int(self.meta["img_size"]),
                                    tuple(self.meta["mean"]), tuple(self.meta["std"]))
-        self.sketch_views = int(self.meta["sketch_views"])
-        self.fusion = self.meta["stage1_fusion"]
         self.parts = [int(n) for n in self.meta["parts"]]
-        w = float(self.fusion["model_weight"]) if self.fusion else 1.0
-        self.scales = [w ** 0.5, (1.0 - w) ** 0.5][:len(self.parts)]
         self.batch_size = batch_size or 32
 
     @classmethod
@@ -169,13 +165,15 @@ class OnnxEmbedder:
         meta = json.loads(props["sketch_search.card"])
         card, cfg = self.card, self.card.get("config", {})
         theirs, ours = props.get("sketch_search.weights_sha256", ""), card.get("weights_sha256", "")
-        redo = f"export it again with `{EXPORT_COMMAND} {Path(card.get('path', 'CHECKPOINT')).with_suffix('.safetensors')}`"
+        weights = Path(card.get("path", "CHECKPOINT")).with_suffix(".safetensors")
+        redo = f"export it again with `{EXPORT_COMMAND} {weights}`"
         if theirs != ours:
             raise CheckpointError(self.onnx_file, f"was exported from other weights (sha256 {theirs[:12]}) than its "
                                                   f"model card names ({ours[:12]}): {redo}")
+        retrieval = self.retrieval.to_card()
         expected = {"img_size": cfg.get("img_size"), "mean": list(cfg.get("mean", [])), "std": list(cfg.get("std", [])),
-                    "sketch_views": card.get("sketch_views", 1), "stage1_fusion": card.get("stage1_fusion"),
-                    "identity": card_identity(card)}
+                    "sketch_views": retrieval["sketch_views"], "stage1_fusion": retrieval.get("stage1_fusion"),
+                    "identity": card_identity(card, self.retrieval)}
         differ = [key for key, value in expected.items() if meta.get(key) != value]
         if differ:
             raise CheckpointError(self.onnx_file, f"its {', '.join(differ)} differ from the model card's: {redo}")
@@ -184,6 +182,14 @@ class OnnxEmbedder:
     @property
     def name(self) -> str:
         return self.meta["name"]
+
+    @property
+    def fusion(self):
+        return self.retrieval.fusion
+
+    @property
+    def sketch_views(self) -> int:
+        return self.retrieval.sketch_views
 
     @property
     def identity(self) -> str:
@@ -244,8 +250,8 @@ class OnnxEmbedder:
         fused = self.embed_array(dihedral_views(batch, views)).reshape(len(batch), views, -1)
         # each part is its unit vector times a constant scale: averaging then normalising undoes the scale
         bounds = np.cumsum([0] + self.parts)
-        parts = [_unit(fused[:, :, a:b].mean(axis=1)) * s for a, b, s in zip(bounds[:-1], bounds[1:], self.scales)]
-        return Embeddings(np.concatenate(parts, axis=1).astype(np.float32), None)
+        parts = [_unit(fused[:, :, a:b].mean(axis=1)) for a, b in zip(bounds[:-1], bounds[1:])]
+        return Embeddings(self.retrieval.fuse(parts).astype(np.float32), None)
 
     def pair_scores(self, sketch_tokens, image_tokens) -> np.ndarray:
         raise Stage2NeedsTorch()

@@ -5,8 +5,9 @@
 
 The graph maps a normalised (B, 3, S, S) float32 batch (any B) to the stage-1 vectors exactly as
 `engine.embedder.Embedder` computes them for images: the CLS vector, unit length, and under the
-card's `stage1_fusion` the pretrained descriptor beside it, [sqrt(w) * CLS, sqrt(1 - w) * descriptor],
-each part unit length. Sketch views are averaged outside the graph (per part), as the PyTorch path does.
+card's `stage1_fusion` the pretrained descriptor beside it, fused by `engine.model.retrieval.fuse`
+([sqrt(w) * CLS, sqrt(1 - w) * descriptor], each part unit length). Sketch views are averaged
+outside the graph (per part), as the PyTorch path does.
 
 Weights are stored as float16 initializers, each turned back into float32 by a Cast node that ONNX
 Runtime folds when it loads the file: the file is about half the size, the arithmetic stays float32.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import warnings
@@ -28,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .embedder import Embedder, default_checkpoint
+from .embedder import Embedder
 from .model.checkpoints import CheckpointError
 from .onnx_embedder import FORMAT, INPUT, OUTPUT
+from .runtime import default_model_path
 
 OPSET = 17
 # Tensors with fewer elements stay float32. Measured on the default model: rounding every weight to
@@ -51,21 +52,20 @@ class Stage1Graph(torch.nn.Module):
         self.descriptor = embedder.descriptor
         if self.descriptor is not None:
             self.descriptor = self.descriptor.to(memory_format=torch.contiguous_format)
-        w = float(embedder.fusion["model_weight"]) if embedder.fusion else 1.0
-        self.scales = (math.sqrt(w), math.sqrt(1.0 - w))
+        self.retrieval = embedder.retrieval
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        cls = F.normalize(self.model(images)[:, 0], dim=-1)
-        if self.descriptor is None:
-            return cls
-        glob = F.normalize(self.descriptor(images), dim=-1)
-        return torch.cat([cls * self.scales[0], glob * self.scales[1]], dim=1)
+        parts = [F.normalize(self.model.global_vector(self.model.forward_features(images)), dim=-1)]
+        if self.descriptor is not None:
+            parts.append(F.normalize(self.descriptor(images), dim=-1))
+        return self.retrieval.fuse(parts)
 
 
 def onnx_metadata(embedder: Embedder) -> dict[str, str]:
     """What the ONNX embedder needs from the card, and what ties the file to its checkpoint."""
     card = embedder.card
     cfg = embedder.cfg
+    retrieval = embedder.retrieval.to_card()
     descriptor_dim = embedder.descriptor.num_features if embedder.descriptor is not None else 0
     entries = {
         "name": embedder.name,
@@ -73,8 +73,8 @@ def onnx_metadata(embedder: Embedder) -> dict[str, str]:
         "img_size": cfg.img_size,
         "mean": list(cfg.mean),
         "std": list(cfg.std),
-        "sketch_views": embedder.sketch_views,
-        "stage1_fusion": embedder.fusion,
+        "sketch_views": retrieval["sketch_views"],
+        "stage1_fusion": retrieval.get("stage1_fusion"),
         "parts": [cfg.width] + ([descriptor_dim] if descriptor_dim else []),
         "vector_dim": embedder.vector_dim,
         "checkpoint": Path(card.get("path", "")).name,
@@ -139,7 +139,7 @@ def export_onnx(checkpoint: str | Path | None = None, out: str | Path | None = N
     Default output: beside the checkpoint, with the suffix .onnx."""
     import onnx
 
-    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+    checkpoint = Path(checkpoint) if checkpoint else default_model_path()
     out = Path(out) if out else checkpoint.with_suffix(".onnx")
     torch.manual_seed(0)
     embedder = Embedder.from_checkpoint(checkpoint, device="cpu")

@@ -18,13 +18,24 @@ class MLAGT(nn.Module):
         self.encoder = Encoder(cfg)
         self.cross = CrossAttention(cfg.width, cfg.ca_heads, cfg.ca_ff_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, 3, S, S) -> encoder tokens (B, 1 + kept patches, width), CLS first
+        (timm's name for the tokens before any pooling)."""
         return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)
+
+    @staticmethod
+    def global_vector(tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, N, width) -> the global vector of each row (B, width): the CLS token, which
+        stage 1 ranks by."""
+        return tokens[:, 0]
 
     def cross_cls(self, sketch_tokens: torch.Tensor, image_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CLS rows of both sides after cross attention, for pairs (sketch_tokens[i], image_tokens[i])."""
         s, i = self.cross(sketch_tokens, image_tokens)
-        return s[:, 0], i[:, 0]
+        return self.global_vector(s), self.global_vector(i)
 
 
 def l2_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

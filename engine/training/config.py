@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..model.retrieval import Fusion, RetrievalSettings
+
 REPO = Path(__file__).resolve().parents[2]
+DATA_VARIABLE = re.compile(r"\$(SKETCH_SEARCH_DATA\b|\{SKETCH_SEARCH_DATA\})")
+
+
+def expand_path(path: str) -> Path:
+    """~ and environment variables expanded, $SKETCH_SEARCH_DATA defaulting to ../shared/data beside
+    the repository (without setting it in this process's environment); relative to the repository."""
+    data = os.environ.get("SKETCH_SEARCH_DATA") or str(REPO.parent / "shared" / "data")
+    p = Path(os.path.expandvars(os.path.expanduser(DATA_VARIABLE.sub(lambda _: data, path))))
+    return p if p.is_absolute() else (REPO / p)
 
 
 @dataclass(frozen=True)
@@ -49,8 +61,9 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 0  # torch CPU threads (0: torch's default)
     # How the trained model is used for retrieval, written into every checkpoint's card (see
-    # engine.embedder): a pretrained descriptor fused into the stage-1 vector, and sketch views.
-    stage1_fusion: dict[str, Any] | None = None
+    # engine.model.retrieval): a pretrained descriptor fused into the stage-1 vector, and sketch views.
+    # The JSON form is the card's: {"descriptor": ..., "model_weight": ...}.
+    stage1_fusion: Fusion | None = None
     sketch_views: int = 1
     # Train for that use: InfoNCE on the fused stage-1 score (w cos CLS + (1 - w) cos descriptor), so
     # the CLS part learns what the fixed descriptor misses; and turn/mirror each cached sketch and
@@ -65,29 +78,20 @@ class TrainConfig:
             raise ValueError(f"per_class {self.per_class} is below pairs_per_class {self.pairs_per_class}")
         if not 0.0 <= self.instance_weight <= 1.0:
             raise ValueError("instance_weight must lie in [0, 1]")
-        if self.sketch_views not in (1, 4, 8):
-            raise ValueError(f"sketch_views must be 1, 4 or 8, not {self.sketch_views!r}")
-        if self.stage1_fusion is not None:
-            weight = self.stage1_fusion.get("model_weight")
-            from ..embedder import DESCRIPTOR_NAMES
-
-            if self.stage1_fusion.get("descriptor") not in DESCRIPTOR_NAMES or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-                raise ValueError(f"stage1_fusion needs a descriptor (one of {DESCRIPTOR_NAMES}) and a "
-                                 f"model_weight in [0, 1]: {self.stage1_fusion}")
+        fusion = self.stage1_fusion
+        card = {"stage1_fusion": fusion.to_card() if isinstance(fusion, Fusion) else fusion,
+                "sketch_views": self.sketch_views}
+        object.__setattr__(self, "stage1_fusion", RetrievalSettings.from_card(card).fusion)  # JSON gives a dict
         if self.fused_infonce and self.stage1_fusion is None:
             raise ValueError("fused_infonce needs a stage1_fusion entry (the descriptor and weight to train against)")
 
-    def retrieval_card(self) -> dict[str, Any]:
-        """The card entries that tell the encoder API how to use the trained model for retrieval."""
-        card: dict[str, Any] = {"sketch_views": self.sketch_views}
-        if self.stage1_fusion is not None:
-            card["stage1_fusion"] = dict(self.stage1_fusion)
-        return card
+    @property
+    def retrieval(self) -> RetrievalSettings:
+        """How the trained model is used for retrieval (goes into every checkpoint's card)."""
+        return RetrievalSettings(self.stage1_fusion, self.sketch_views)
 
     def resolved(self, path: str) -> Path:
-        os.environ.setdefault("SKETCH_SEARCH_DATA", str(REPO.parent / "shared" / "data"))
-        p = Path(os.path.expandvars(os.path.expanduser(path)))
-        return p if p.is_absolute() else (REPO / p)
+        return expand_path(path)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

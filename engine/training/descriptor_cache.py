@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..model.retrieval import build_descriptor
 from .cache import FeatureCache
 
 log = logging.getLogger(__name__)
@@ -23,15 +24,13 @@ log = logging.getLogger(__name__)
 def descriptor_vectors(cache: FeatureCache, name: str, start_block: int, folder: Path,
                        batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(sketch, image) unit vectors (N, D) of descriptor `name` for every pair; cached in `folder`."""
-    from ..embedder import _descriptors
-
     path = folder / f"descriptor_{name}.npz"
     if path.is_file():
         saved = np.load(path)
         if len(saved["sketch"]) == len(cache):
             return torch.from_numpy(saved["sketch"]).float(), torch.from_numpy(saved["image"]).float()
         log.info("descriptor cache %s does not match the feature cache: recomputing", path)
-    net = _descriptors()[name]()
+    net = build_descriptor(name)
     out = {}
     for side, levels in (("sketch", cache.sketch_levels[-1]), ("image", cache.image_levels[-1])):
         parts = [F.normalize(net.from_block(levels[i:i + batch].float(), start_block), dim=-1)

@@ -18,10 +18,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..device import pick_device
 from ..model import CONFIGS, MLAGT
 from ..model.checkpoints import load_state_into, save_checkpoint, torch_load_weights_only
+from ..model.retrieval import fuse
 from .cache import build_cache, sample_batch
 from .config import TrainConfig
 from .descriptor_cache import descriptor_vectors
@@ -89,9 +91,10 @@ def prepare_run_folder(cfg: TrainConfig, run_dir: Path) -> None:
     saved.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def export(model: MLAGT, path: Path, cfg: TrainConfig, step: int, classes: list[str], extra: dict | None = None) -> Path:
+def export(model: MLAGT, path: Path, cfg: TrainConfig, step: int, classes: list[str],
+           extra: dict | None = None) -> Path:
     card = {"name": cfg.name, "training": {"step": step, "config": cfg.to_dict(), "trained_classes": classes},
-            "licences": LICENCES, **cfg.retrieval_card(), **(extra or {})}
+            "licences": LICENCES, **cfg.retrieval.to_card(), **(extra or {})}
     return save_checkpoint(model, path, card)
 
 
@@ -127,17 +130,19 @@ def train_step(model: MLAGT, cfg: TrainConfig, cache, idx: torch.Tensor, descrip
     levels = [lv.contiguous(memory_format=torch.channels_last) for lv in levels]
     tokens = tokens_from_prefix(model, levels, cfg.freeze_upto)
     sk, im = tokens[:n], tokens[n:]
+    sk_cls, im_cls = model.global_vector(sk), model.global_vector(im)
+    sk_vec, im_vec = sk_cls, im_cls
     labels, instance = cache.labels[idx].to(device), cache.instance[idx].to(device)
-    fixed = None
     if cfg.fused_infonce:
-        # the partner's vectors are those of the views as cached, unturned: GeM/GAP pooling of a turned
-        # view changes little, and recomputing them per turn would cost the full pretrained trunk
-        fixed = (descriptors[0][idx].to(device), descriptors[1][idx].to(device),
-                 float(cfg.stage1_fusion["model_weight"]))
-    losses = {"infonce": pair_infonce(sk[:, 0], im[:, 0], labels, instance, cfg.temperature, cfg.instance_weight,
-                                      fixed)}
+        # score with the stage-1 vectors retrieval uses. The partner's vectors are those of the views
+        # as cached, unturned: GeM/GAP pooling of a turned view changes little, and recomputing them
+        # per turn would cost the full pretrained trunk
+        w = cfg.stage1_fusion.model_weight
+        sk_vec = fuse(F.normalize(sk_cls, dim=-1), descriptors[0][idx].to(device), w)
+        im_vec = fuse(F.normalize(im_cls, dim=-1), descriptors[1][idx].to(device), w)
+    losses = {"infonce": pair_infonce(sk_vec, im_vec, labels, instance, cfg.temperature, cfg.instance_weight)}
     if cfg.triplet_weight > 0:
-        neg = hardest_negatives(sk[:, 0], im[:, 0], labels)
+        neg = hardest_negatives(sk_cls, im_cls, labels)
         pos_cls = model.cross_cls(sk, im)
         neg_cls = model.cross_cls(sk, im[neg])
         losses["triplet"] = cross_triplet(pos_cls, neg_cls, cfg.triplet_margin)
@@ -159,7 +164,7 @@ def train(cfg: TrainConfig, run_dir: Path, on_log: Callable[[dict[str, Any]], No
     cache = build_cache(cfg, model, run_dir / "cache")
     descriptors = None
     if cfg.fused_infonce:
-        descriptors = descriptor_vectors(cache, cfg.stage1_fusion["descriptor"], cfg.freeze_upto + 1, run_dir / "cache")
+        descriptors = descriptor_vectors(cache, cfg.stage1_fusion.descriptor, cfg.freeze_upto + 1, run_dir / "cache")
     freeze_prefix(model, cfg.freeze_upto)
     opt = make_optimizer(model, cfg)
     step = 0

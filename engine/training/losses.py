@@ -1,7 +1,7 @@
 """Training objectives.
 
-- `pair_infonce`: contrastive loss on the stage-1 CLS vectors that retrieval ranks by (or on the
-  fused stage-1 score, when the model is used beside a fixed pretrained descriptor). Each
+- `pair_infonce`: contrastive loss on the stage-1 vectors that retrieval ranks by (the CLS vectors,
+  or the fused ones when the model is used beside a fixed pretrained descriptor). Each
   sketch's target over the batch's images mixes its own image (instance: the drawing shows this
   scene) and every image of its class (category); symmetric over sketch->image and image->sketch.
 - `cross_triplet`: the MLAGT objective: triplet loss (L2 between L2-normalised cross-attended CLS
@@ -27,17 +27,11 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def pair_infonce(sketch: torch.Tensor, image: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor,
-                 temperature: float, instance_weight: float,
-                 fixed: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
-    """sketch[i] and image[i] form pair i; labels (B,) class ids; instance (B,) bool.
-    fixed = (sketch descriptors, image descriptors, w): score with the fused stage-1 similarity
-    w cos(CLS) + (1 - w) cos(descriptor) instead, the descriptors being unit vectors without gradient."""
+                 temperature: float, instance_weight: float) -> torch.Tensor:
+    """sketch[i] and image[i] form pair i (stage-1 vectors, cosine-scored); labels (B,) class ids;
+    instance (B,) bool."""
     s, v = F.normalize(sketch, dim=-1), F.normalize(image, dim=-1)
-    sim = s @ v.T
-    if fixed is not None:
-        ds, di, w = fixed
-        sim = w * sim + (1 - w) * (ds @ di.T)
-    logits = sim / temperature
+    logits = s @ v.T / temperature
     target = mixed_targets(labels, instance, instance_weight)
     return 0.5 * (soft_cross_entropy(logits, target) + soft_cross_entropy(logits.T, target.T))
 

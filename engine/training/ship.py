@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from ..embedder import DESCRIPTOR_NAMES, MODELS_DIR, SKETCH_VIEW_CHOICES
 from ..model.checkpoints import load_checkpoint, save_checkpoint
+from ..model.retrieval import SKETCH_VIEW_CHOICES, Fusion, RetrievalSettings
+from ..runtime import DEFAULT_CHECKPOINT
 from .loop import LICENCES
 
 MAX_BYTES = 25 * 1024 * 1024
@@ -23,31 +25,23 @@ def architecture_summary(cfg: dict) -> str:
     return (f"MLAGT with an ImageNet EfficientNet-Lite0 trunk as multi-level tokenizer (levels {cfg['trunk_levels']}, "
             f"averaged onto a {cfg['img_size'] // cfg['patch_size']}x{cfg['img_size'] // cfg['patch_size']} grid at "
             f"{cfg['img_size']} px), {cfg['depth']} transformer blocks of width {cfg['width']} ({cfg['heads']} heads, "
-            f"keep rates {cfg['keep_rates']}), one cross-attention layer ({cfg['ca_heads']} heads) for stage-2 re-ranking")
-
-
-def parse_fusion(text: str) -> dict | None:
-    """'DESCRIPTOR:WEIGHT' -> a stage1_fusion entry; 'none' -> None."""
-    if text.lower() == "none":
-        return None
-    descriptor, sep, weight = text.rpartition(":")
-    try:
-        value = float(weight)
-    except ValueError:
-        value = -1.0
-    if not sep or descriptor not in DESCRIPTOR_NAMES or not 0 <= value <= 1:
-        raise ValueError(f"--fusion wants DESCRIPTOR:WEIGHT with DESCRIPTOR one of {DESCRIPTOR_NAMES} "
-                         f"and WEIGHT in [0, 1], or 'none'; got {text!r}")
-    return {"descriptor": descriptor, "model_weight": value}
+            f"keep rates {cfg['keep_rates']}), one cross-attention layer ({cfg['ca_heads']} heads) "
+            "for stage-2 re-ranking")
 
 
 UNSET = object()
 
 
-def ship(checkpoint: Path, figures: dict, out: Path = MODELS_DIR / "default.safetensors", name: str | None = None,
-         fusion=UNSET, sketch_views: int | None = None) -> Path:
-    """fusion: a stage1_fusion entry, None for none, or UNSET to keep the checkpoint's."""
+def ship(checkpoint: Path, figures: dict, out: Path = DEFAULT_CHECKPOINT, name: str | None = None,
+         fusion: Fusion | None = UNSET, sketch_views: int | None = None) -> Path:
+    """fusion: a Fusion, None for none, or UNSET to keep the checkpoint's; sketch_views: None keeps
+    the checkpoint's."""
     model, card = load_checkpoint(checkpoint)
+    retrieval = RetrievalSettings.from_card(card)
+    if fusion is not UNSET:
+        retrieval = replace(retrieval, fusion=fusion)
+    if sketch_views:
+        retrieval = replace(retrieval, sketch_views=sketch_views)
     training = card.get("training", {})
     new_card = {
         "name": name or card.get("name", model.cfg.name),
@@ -55,13 +49,8 @@ def ship(checkpoint: Path, figures: dict, out: Path = MODELS_DIR / "default.safe
         "training": {**training, "source_checkpoint": checkpoint.name, "source_sha256": card.get("weights_sha256")},
         "figures": figures,
         "licences": LICENCES,
-        "sketch_views": sketch_views or card.get("sketch_views", 1),
+        **retrieval.to_card(),
     }
-    fusion = card.get("stage1_fusion") if fusion is UNSET else fusion
-    if fusion:
-        new_card["stage1_fusion"] = fusion
-    if new_card["sketch_views"] not in SKETCH_VIEW_CHOICES:
-        raise ValueError(f"sketch_views must be one of {SKETCH_VIEW_CHOICES}, not {new_card['sketch_views']!r}")
     path = save_checkpoint(model, out, new_card, half=True)
     if path.stat().st_size > MAX_BYTES:
         raise ValueError(f"{path} is {path.stat().st_size} bytes, over the 25 MB budget")
@@ -73,16 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--figures", required=True, help="JSON file of measured figures for the card")
     p.add_argument("--name")
-    p.add_argument("--out", default=str(MODELS_DIR / "default.safetensors"))
+    p.add_argument("--out", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--fusion", help="stage-1 fusion as DESCRIPTOR:WEIGHT (model share), or 'none' "
                                     "(default: as in the checkpoint's card)")
     p.add_argument("--sketch-views", type=int, choices=SKETCH_VIEW_CHOICES,
                    help="average each sketch over its 4 rotations or 8 rotations and mirrors (default: as in the card)")
     args = p.parse_args(argv)
     try:
-        fusion = UNSET if args.fusion is None else parse_fusion(args.fusion)
+        fusion = UNSET if args.fusion is None else Fusion.parse(args.fusion)
     except ValueError as exc:
-        p.error(str(exc))
+        p.error(f"--fusion: {exc}")
     path = ship(Path(args.checkpoint), json.loads(Path(args.figures).read_text()), Path(args.out), args.name,
                 fusion, args.sketch_views)
     print(f"shipped {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -148,6 +148,7 @@ def test_retrieval_settings_travel_from_run_config_to_shipped_card(images, tmp_p
 def test_fused_infonce_scores_with_the_fixed_descriptor():
     """The fused loss ranks by w cos(CLS) + (1 - w) cos(descriptor): with w = 0 the CLS vectors do
     not matter at all, and with w = 1 it is the plain loss."""
+    from engine.model.retrieval import fuse
     from engine.training.losses import pair_infonce
 
     g = torch.Generator().manual_seed(0)
@@ -155,10 +156,15 @@ def test_fused_infonce_scores_with_the_fixed_descriptor():
     ds = torch.nn.functional.normalize(torch.randn(6, 5, generator=g), dim=-1)
     di = torch.nn.functional.normalize(ds + 0.1 * torch.randn(6, 5, generator=g), dim=-1)
     labels, inst = torch.tensor([0, 0, 1, 1, 2, 2]), torch.ones(6, dtype=torch.bool)
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+
+    def fused(s, i, w):
+        return pair_infonce(fuse(unit(s), ds, w), fuse(unit(i), di, w), labels, inst, 0.1, 0.5)
+
     plain = pair_infonce(sk, im, labels, inst, 0.1, 0.5)
-    assert torch.isclose(pair_infonce(sk, im, labels, inst, 0.1, 0.5, (ds, di, 1.0)), plain)
-    only_desc = pair_infonce(sk, im, labels, inst, 0.1, 0.5, (ds, di, 0.0))
-    assert torch.isclose(only_desc, pair_infonce(torch.randn(6, 8), torch.randn(6, 8), labels, inst, 0.1, 0.5, (ds, di, 0.0)))
+    assert torch.isclose(fused(sk, im, 1.0), plain)
+    only_desc = fused(sk, im, 0.0)
+    assert torch.isclose(only_desc, fused(torch.randn(6, 8), torch.randn(6, 8), 0.0))
     assert not torch.isclose(only_desc, plain)
 
 
@@ -174,7 +180,7 @@ def test_turned_feature_maps_are_what_turning_gives():
 def test_run_with_fused_infonce_and_turns(images, tmp_path):
     """A run that trains against the fused score caches the descriptor vectors once (checked
     against the pretrained network on the cached prefix output) and resumes to the same weights."""
-    from engine.embedder import _descriptors
+    from engine.model.retrieval import build_descriptor
     from engine.training.cache import load_cache
     from engine.training.descriptor_cache import descriptor_vectors
 
@@ -186,7 +192,7 @@ def test_run_with_fused_infonce_and_turns(images, tmp_path):
     cache = load_cache(tmp_path / "run" / "cache")
     sk, im = descriptor_vectors(cache, "efficientnet_lite0_gem", 5, tmp_path / "run" / "cache")
     with torch.inference_mode():
-        ref = torch.nn.functional.normalize(_descriptors()["efficientnet_lite0_gem"]().from_block(
+        ref = torch.nn.functional.normalize(build_descriptor("efficientnet_lite0_gem").from_block(
             cache.image_levels[-1][:3].float(), 5), dim=-1)
     assert torch.allclose(im[:3], ref, atol=2e-3) and sk.shape == im.shape == (len(cache), 1280)
     from engine.model.checkpoints import load_checkpoint
@@ -207,7 +213,8 @@ def test_bad_retrieval_settings_are_refused(images, changes):
 
 
 def test_shipped_default_model():
-    from engine.embedder import DEFAULT_CHECKPOINT, Embedder
+    from engine.embedder import Embedder
+    from engine.runtime import DEFAULT_CHECKPOINT
 
     if not DEFAULT_CHECKPOINT.is_file():
         pytest.skip("no default model shipped yet")

@@ -1,0 +1,151 @@
+"""How a model is used for retrieval: the model card's `stage1_fusion` and `sketch_views` entries as
+one typed, checked value, the registry of fusion descriptors, and the one function that fuses.
+
+Stage-1 fusion: a card may name a pretrained global descriptor to use beside the CLS vector
+(`"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5}`). The stage-1
+vector is then [sqrt(w) * CLS, sqrt(1 - w) * descriptor], each part unit length, so a dot product
+is w * cos(CLS) + (1 - w) * cos(descriptor). Measured in BENCHMARKS.md: it lifts real aeroplane
+sketches against UC Merced from mAP 0.52 (CLS alone) to 0.70 with average pooling, and GeM pooling
+(`efficientnet_lite0_gem`) does better on the validation protocol.
+
+Sketch views: aerial imagery has no "up", so a card may set `"sketch_views": 4` (the four right-angle
+rotations) or `8` (those and their mirror images); a sketch's stage-1 vector is then the mean over
+its views, each part averaged and made unit length again. Only queries change, not tile vectors.
+
+Importing this module needs no torch (the ONNX Runtime path reads cards too); descriptor networks
+are built on demand.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+SKETCH_VIEW_CHOICES = (1, 4, 8)
+
+
+@dataclass(frozen=True)
+class FusionDescriptor:
+    """A pretrained global descriptor a card may fuse with the CLS vector."""
+    name: str  # as written in model cards and index keys: never rename one
+    builder: str  # "module:function" (relative to engine.model) returning the network, in eval mode
+
+    def build(self) -> "torch.nn.Module":
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module, __package__), function)()
+
+
+# Adding a descriptor is one entry here (its network lives in the module the entry names).
+FUSION_DESCRIPTORS: dict[str, FusionDescriptor] = {d.name: d for d in (
+    FusionDescriptor("efficientnet_lite0_gap", ".pretrained:lite0_gap_network"),
+    FusionDescriptor("efficientnet_lite0_gem", ".pretrained:lite0_gem_network"),
+)}
+
+
+def build_descriptor(name: str) -> "torch.nn.Module":
+    """The descriptor network registered under `name`."""
+    return FUSION_DESCRIPTORS[name].build()
+
+
+def fuse(model_part, descriptor_part, model_weight: float):
+    """[sqrt(w) * model_part, sqrt(1 - w) * descriptor_part] along the last axis (torch tensors or
+    numpy arrays). With unit-length parts, a dot product of two fused vectors is
+    w * cos(model) + (1 - w) * cos(descriptor)."""
+    a, b = model_part * model_weight ** 0.5, descriptor_part * (1 - model_weight) ** 0.5
+    if isinstance(a, np.ndarray):
+        return np.concatenate([a, b], axis=-1)
+    import torch  # only reached with tensors, so torch is there
+
+    return torch.cat([a, b], dim=-1)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """The card's `stage1_fusion`: which descriptor, and the model's share of the score."""
+    descriptor: str
+    model_weight: float  # kept as the card writes it (0.5, 1): it is part of tile index keys
+
+    def __post_init__(self) -> None:
+        if self.descriptor not in FUSION_DESCRIPTORS:
+            raise ValueError(f"unknown descriptor {self.descriptor!r} (one of {', '.join(FUSION_DESCRIPTORS)})")
+        w = self.model_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
+            raise ValueError(f"model_weight must be a number in [0, 1], not {w!r}")
+
+    @classmethod
+    def from_card(cls, entry: Mapping[str, Any]) -> "Fusion":
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"expected {{'descriptor': ..., 'model_weight': ...}}, not {entry!r}")
+        unknown = set(entry) - {"descriptor", "model_weight"}
+        if unknown or "descriptor" not in entry or "model_weight" not in entry:
+            raise ValueError(f"expected the keys descriptor and model_weight, got {sorted(entry)}")
+        return cls(entry["descriptor"], entry["model_weight"])
+
+    @classmethod
+    def parse(cls, text: str) -> "Fusion | None":
+        """'DESCRIPTOR:WEIGHT' (a command-line option) -> a Fusion; 'none' -> None."""
+        if text.strip().lower() == "none":
+            return None
+        descriptor, sep, weight = text.rpartition(":")
+        try:
+            return cls(descriptor, float(weight)) if sep else cls(text, -1.0)
+        except ValueError as exc:
+            raise ValueError(f"a fusion is DESCRIPTOR:WEIGHT with DESCRIPTOR one of {', '.join(FUSION_DESCRIPTORS)} "
+                             f"and WEIGHT in [0, 1], or 'none'; got {text!r} ({exc})") from None
+
+    def to_card(self) -> dict[str, Any]:
+        return {"descriptor": self.descriptor, "model_weight": self.model_weight}
+
+    @property
+    def key(self) -> str:
+        """What the fusion adds to a model's identity (and so to tile index keys): byte for byte
+        what indexes made before this class existed hold."""
+        return f"+{self.descriptor}@{self.model_weight}"
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    fusion: Fusion | None = None
+    sketch_views: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fusion is not None and not isinstance(self.fusion, Fusion):
+            raise ValueError(f"fusion must be a Fusion or None, not {self.fusion!r}")
+        if isinstance(self.sketch_views, bool) or self.sketch_views not in SKETCH_VIEW_CHOICES:
+            raise ValueError(f"unusable sketch_views entry {self.sketch_views!r} "
+                             f"(one of {', '.join(map(str, SKETCH_VIEW_CHOICES))})")
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any]) -> "RetrievalSettings":
+        """The retrieval entries of a model card (or of anything shaped like one); a ValueError
+        whose message names the entry when one is unusable."""
+        entry = card.get("stage1_fusion")
+        try:
+            fusion = Fusion.from_card(entry) if entry else None
+        except ValueError as exc:
+            raise ValueError(f"unusable stage1_fusion entry {entry}: {exc}") from None
+        return cls(fusion, card.get("sketch_views", 1))
+
+    def to_card(self) -> dict[str, Any]:
+        """The card entries, as cards have always written them (stage1_fusion only when set)."""
+        card: dict[str, Any] = {"sketch_views": self.sketch_views}
+        if self.fusion is not None:
+            card["stage1_fusion"] = self.fusion.to_card()
+        return card
+
+    def fuse(self, parts: list):
+        """The stage-1 vector from its unit-length parts: [CLS] alone, or [CLS, descriptor] fused."""
+        if self.fusion is None:
+            return parts[0]
+        return fuse(parts[0], parts[1], self.fusion.model_weight)
+
+    def model_identity(self, card: Mapping[str, Any], name: str) -> str:
+        """A model's identity in tile index keys: its weights (or name and path), plus the fusion,
+        which changes tile vectors (sketch views change only queries, so they are not in it)."""
+        base = card.get("weights_sha256") or f"{name}:{card.get('path', '')}"
+        return base + (self.fusion.key if self.fusion is not None else "")
