@@ -1,5 +1,6 @@
 """Index builds on Dask (engine/index/distributed.py): the same index as a serial build, resumable
-after a cancel, with progress; the CLI's --dask local:N starts its own cluster (slow)."""
+after a cancel, with progress; the CLI's --dask local:N starts its own cluster, and a cluster of
+real worker processes survives a killed worker and an interrupted client (both slow)."""
 from __future__ import annotations
 
 import subprocess
@@ -94,4 +95,49 @@ def test_cli_dask_local_cluster_builds_the_serial_index(tmp_path, rgb_tif, tiny_
     cli("--index-dir", str(tmp_path / "serial"))
     out = cli("--index-dir", str(tmp_path / "dask"), "--dask", "local:2")
     assert "tiles computed" in out.stdout
+    assert_same_index(tmp_path / "serial", tmp_path / "dask")
+
+
+@pytest.mark.slow  # two worker processes start and load the model: about 30 s quiet, 2 min on a busy machine
+def test_a_lost_worker_and_an_interrupted_client(tmp_path, rgb_tif, emb, tiny_checkpoint):
+    """A real cluster of worker processes: Ctrl-C in the client keeps the committed rows and a
+    resumed build computes only the rest; a worker killed (SIGKILL) mid-build costs only its
+    unfinished units (Dask runs them again), and the index is still the serial one."""
+    import os
+    import signal
+
+    from distributed import Client, LocalCluster
+
+    src = RasterioSource(rgb_tif)
+    opts = dict(tile_sizes_m=(20, 60), stage2=False)
+    build_index(emb, [src], options=SearchOptions(index_dir=tmp_path / "serial", **opts))
+    dask_opts = SearchOptions(index_dir=tmp_path / "dask", **opts)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        units = []
+
+        def interrupt(done, total, message):
+            units.append(done)
+            if len(units) > 3:  # after a few units have come back
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu", options=dask_opts, progress=interrupt,
+                             unit_tiles=16)
+        partial = sum(e["embedded"] + e["skipped"] for e in list_entries(tmp_path / "dask"))
+        assert partial > 0
+
+        pids = client.run(os.getpid)
+        killed = []
+
+        def kill_a_busy_worker(done, total, message):
+            if done and not killed:
+                busy = [w for w, keys in client.processing().items() if keys] or list(pids)
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+
+        result = build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu", options=dask_opts,
+                                  progress=kill_a_busy_worker, unit_tiles=16)
+        assert killed and pids[killed[0]] not in client.run(os.getpid).values()  # it died (its nanny made another)
+        assert result.cached == partial  # rows committed before the interrupt were not computed again
     assert_same_index(tmp_path / "serial", tmp_path / "dask")
