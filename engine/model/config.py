@@ -5,7 +5,7 @@ rebuilt without code knowing which backbone it was trained from.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
@@ -81,8 +81,8 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
 
-# The paper's configuration (ViT-B/16, 224 px). Keep rates follow the paper's idea of filtering in
-# later blocks; set keep_rates=() to run it exactly like the published code (no filtering).
+# The paper's configuration (ViT-B/16, 224 px), without token filtering, as the published code runs
+# it (replace(keep_rates=...) filters).
 PAPER_VITB16 = ModelConfig(name="mlagt-vitb16")
 
 # A small configuration with the paper's conv tokenizer, for tests and CPU benchmarks.
@@ -90,8 +90,9 @@ VIT_TINY = ModelConfig(name="mlagt-vit-tiny", width=192, depth=12, heads=3, mlp_
                        ca_heads=3, ca_ff_dim=256)
 
 # The default model's shape: an ImageNet EfficientNet-Lite0 trunk as the multi-level tokenizer
-# (stride-8, -16 and -32 features averaged onto a 12x12 grid at 192 px), two transformer blocks,
-# filtering a quarter of the patch tokens in the second block.
+# (stride-8, -16 and -32 features averaged onto the token grid: 12x12 at the 192 px here), two
+# transformer blocks, filtering a quarter of the patch tokens in the second block. The shipped model
+# is this shape trained at 160 px (10x10 grid: `model_overrides` in configs/*.json).
 LITE0_DEFAULT = ModelConfig(name="mlagt-lite0", img_size=192, patch_size=16, width=256, depth=2,
                             heads=4, mlp_dim=768, keep_rates=(1.0, 0.75), ca_heads=4, ca_ff_dim=512,
                             tokenizer="timm", trunk="efficientnet_lite0", trunk_levels=(2, 3, 4))

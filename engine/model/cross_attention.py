@@ -55,5 +55,6 @@ class CrossAttention(nn.Module):
     def forward(self, sketch: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token batches of equal shape -> (sketch tokens, image tokens) after cross attention."""
         if sketch.shape != image.shape:
-            raise ValueError(f"cross attention needs equal token shapes, got {tuple(sketch.shape)} and {tuple(image.shape)}")
+            raise ValueError(f"cross attention needs equal token shapes, got {tuple(sketch.shape)} "
+                             f"and {tuple(image.shape)}")
         return self.sketch_layer(sketch, image, sketch), self.image_layer(image, sketch, image)

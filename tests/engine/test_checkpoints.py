@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from engine.model import MLAGT, ModelConfig
-from engine.model.checkpoints import (CheckpointError, load_any, load_backbone_weights, load_checkpoint,
-                                      load_official, save_checkpoint)
+from engine.model.backbone_init import load_backbone_weights
+from engine.model.checkpoints import CheckpointError, load_any, load_checkpoint, save_checkpoint
+from engine.model.official import load_official
 
 SMALL = ModelConfig(img_size=64, width=32, depth=2, heads=2, mlp_dim=64, ca_heads=2, ca_ff_dim=64)
 

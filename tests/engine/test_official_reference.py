@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from engine.model import l2_distance
-from engine.model.checkpoints import load_official
+from engine.model.official import load_official
 from engine.preprocess import preprocess_image, preprocess_sketch
 
 

@@ -26,7 +26,7 @@ def test_converted_weights_load_strictly_into_timm(lite0_state):
 def test_tensors_pair_up_by_kind():
     # shapes alone cannot tell weight, bias, running_mean and running_var apart: the package's own
     # names, taken in the same order, must end like timm's
-    from engine.model.checkpoints import torch_load_weights_only
+    from engine.model.weight_files import torch_load_weights_only
     from engine.model.pretrained import LITE0_FILE, LITE0_PACKAGE
 
     raw = torch_load_weights_only(package_file(LITE0_PACKAGE, LITE0_FILE))
