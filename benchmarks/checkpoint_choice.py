@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.datasets import list_class_folder
 from engine.embedder import Embedder
-from engine.evaluation.folders import list_class_folder
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
 from engine.model.retrieval import SKETCH_VIEW_CHOICES, Fusion

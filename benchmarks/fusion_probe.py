@@ -11,9 +11,9 @@ import argparse
 
 import numpy as np
 
+from engine.datasets import list_class_folder
 from engine.embedder import Embedder
 from engine.embeddings import Embeddings
-from engine.evaluation.folders import list_class_folder
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
 from engine.model.retrieval import FUSION_DESCRIPTORS, SKETCH_VIEW_CHOICES, Fusion, RetrievalSettings, fuse

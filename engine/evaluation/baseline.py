@@ -2,7 +2,8 @@
 engine.model.pretrained), global-average-pooled 1280-d features, cosine similarity.
 
 "lite0-gap" preprocesses sketches like the models do (crop to the strokes, pad to a square);
-"lite0-gap-plain" resizes sketches like images, as DESIGN.md's 0.47 figure was measured.
+"lite0-gap-plain" resizes sketches like images (the protocol of the project's first baseline
+figure; BENCHMARKS.md gives both).
 """
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..embedder import Embeddings
+from ..embeddings import Embeddings
 from ..preprocess import preprocess_image, preprocess_sketch
-
-BASELINES = ("lite0-gap", "lite0-gap-plain")
 
 
 class Lite0GapEncoder:

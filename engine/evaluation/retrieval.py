@@ -8,7 +8,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from .folders import Item
+from ..datasets import Item
 from .metrics import average_precision, precision_at, ranking
 
 

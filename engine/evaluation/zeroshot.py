@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..datasets import list_class_folder
 from ..preprocess import load_array
 from ..training.config import TrainConfig
 from ..training.synth import synth_sketch
-from .folders import list_class_folder
 
 SEED_OFFSET = 1_000_003  # keeps query sketches apart from any training seed
 

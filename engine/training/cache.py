@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
-from ..evaluation.folders import Item, list_class_folder
+from ..datasets import Item, list_class_folder
 from ..model import MLAGT
 from ..preprocess import INK_RGB_SUM, load_array, preprocess_image, preprocess_sketch
 from .augment import augment_view
@@ -49,10 +47,11 @@ class FeatureCache:
 
 def plan_pairs(cfg: TrainConfig) -> tuple[list[PairSpec], list[str]]:
     """Which images (and real sketches) the run trains on, in a reproducible order."""
-    items = [i for i in list_class_folder(cfg.resolved(cfg.images), side="image")
-             if i.label.lower() not in {h.lower() for h in cfg.holdout}]
+    every = list_class_folder(cfg.resolved(cfg.images), side="image")
+    held = {h.lower() for h in cfg.holdout}
+    items = [i for i in every if i.label.lower() not in held]
     classes = sorted({i.label for i in items})
-    missing = {h.lower() for h in cfg.holdout} - {i.label.lower() for i in list_class_folder(cfg.resolved(cfg.images), side="image")}
+    missing = held - {i.label.lower() for i in every}
     if missing:
         raise ValueError(f"held-out classes not found among the training images: {', '.join(sorted(missing))}")
     rng = np.random.default_rng(cfg.seed)
@@ -136,7 +135,8 @@ def load_cache(folder: Path, expected: int | None = None) -> FeatureCache:
     cache = FeatureCache([cat(f"sketch{i}") for i in range(levels)], [cat(f"image{i}") for i in range(levels)],
                          cat("labels"), cat("instance"), json.loads((folder / "classes.json").read_text()))
     if expected is not None and len(cache) != expected:
-        raise ValueError(f"feature cache {folder} holds {len(cache)} pairs, the run plans {expected}: delete it to rebuild")
+        raise ValueError(f"feature cache {folder} holds {len(cache)} pairs, the run plans {expected}: "
+                         "delete it to rebuild")
     return cache
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engine.cli import main as cli_main
-from engine.evaluation.folders import list_class_folder
+from engine.datasets import list_class_folder
 from engine.evaluation.metrics import average_precision, precision_at, ranking
 from engine.evaluation.retrieval import class_matcher, evaluate, rerank_stage2
 
@@ -56,7 +56,7 @@ def test_stage2_reorders_only_the_head():
 class MeanColourEncoder:
     """A real (tiny) encoder: the normalised mean RGB of each input. Enough to give known rankings."""
     def _embed(self, items):
-        from engine.embedder import Embeddings
+        from engine.embeddings import Embeddings
         v = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32).mean(axis=(0, 1)) for p in items])
         return Embeddings(v / np.linalg.norm(v, axis=1, keepdims=True))
 
@@ -76,7 +76,8 @@ def colour_tree(root: Path, spec: dict[str, list[tuple[int, int, int]]]) -> Path
 
 
 def test_evaluate_aggregates_known_rankings(tmp_path):
-    gallery = colour_tree(tmp_path / "g", {"red": [(250, 10, 10), (200, 60, 20)], "blue": [(10, 10, 250), (230, 20, 60)]})
+    gallery = colour_tree(tmp_path / "g", {"red": [(250, 10, 10), (200, 60, 20)],
+                                           "blue": [(10, 10, 250), (230, 20, 60)]})
     queries = colour_tree(tmp_path / "q", {"Red": [(255, 0, 0)], "Blue": [(0, 0, 255)]})
     res = evaluate(MeanColourEncoder(), list_class_folder(queries), list_class_folder(gallery), {})
     # Red query (cosine with pure red): red0 0.999, blue1 (230,20,60) 0.962, red1 (200,60,20) 0.951,
