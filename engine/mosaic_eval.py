@@ -9,12 +9,18 @@ precision of tiles drawn at random from the same tiling (every scale), judged th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import fiona
 import numpy as np
 import shapely
 from shapely.geometry import shape
+
+from .raster.rasterio_source import RasterioSource
+from .search import SearchOptions, search
+from .tiling import make_grid, reproject
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -44,10 +50,6 @@ class EvalReport:
 
 def read_truth(path: str | os.PathLike, cls: str, crs_wkt: str):
     """The class's truth polygons (array), reprojected to crs_wkt."""
-    import fiona
-
-    from .tiling import reproject
-
     with fiona.open(path) as layer:
         feats = list(layer)
         src_wkt = layer.crs_wkt
@@ -82,8 +84,6 @@ def list_sketches(path: str | os.PathLike) -> list[Path]:
 
 def chance_level(source, targets: np.ndarray, options, min_overlap: float) -> float:
     """Share of all tiles of the search's tiling (all scales) that would count as correct."""
-    from .tiling import make_grid
-
     verdicts = []
     for tile_m in options.tile_sizes_m:
         grid = make_grid(source, tile_m, options.overlap)
@@ -95,12 +95,6 @@ def chance_level(source, targets: np.ndarray, options, min_overlap: float) -> fl
 def evaluate(embedder, raster_path, truth_path, sketches, cls: str, top_k: int = 10, min_overlap: float = 0.5,
              options=None, progress=None) -> EvalReport:
     """Search the mosaic with each sketch; precision of the top-K matches against the truth."""
-    import time
-    from dataclasses import replace
-
-    from .raster.rasterio_source import RasterioSource
-    from .search import SearchOptions, search
-
     source = RasterioSource(raster_path)
     options = replace(options or SearchOptions(), top_k=top_k)
     targets = read_truth(truth_path, cls, source.crs_wkt)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import UserError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
@@ -37,7 +39,6 @@ def list_images(inputs: list[str]) -> list[Path]:
 
 def run(args) -> int:
     from ..embedder import Embedder
-    from . import UserError
 
     out = Path(args.out)
     if out.suffix != ".npy":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
+from . import UserError
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="rank a gallery for every sketch query and report mAP, P@10, P@100")
@@ -29,8 +31,6 @@ def register(sub) -> None:
 
 
 def parse_map(entries: list[str]) -> dict[str, str]:
-    from . import UserError
-
     out = {}
     for entry in entries:
         query, sep, gallery = entry.partition("=")
@@ -43,7 +43,6 @@ def parse_map(entries: list[str]) -> dict[str, str]:
 def run(args) -> int:
     from ..evaluation.folders import list_class_folder
     from ..evaluation.retrieval import evaluate
-    from . import UserError
 
     if args.stage2_top < 1:
         raise UserError(f"--stage2-top must be at least 1, got {args.stage2_top}")

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from . import UserError
 from .search import INDEX_DIR_HELP, ProgressBar, add_raster_options, open_inputs
 
 
@@ -47,7 +48,6 @@ def run_build(args) -> int:
     from ..runtime import load_embedder
     from ..index.store import TileIndexError
     from ..search import SearchError, build_index
-    from . import UserError
 
     if args.no_index:
         raise UserError("index build stores tiles: drop --no-index")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..search_types import SearchError, SearchOptions
+from . import UserError
 from .search import DEFAULTS, add_tile_size_option
 
 
@@ -64,8 +66,6 @@ def run_build(args) -> int:
 def run_eval(args) -> int:
     from ..runtime import load_embedder
     from ..mosaic_eval import evaluate, list_sketches
-    from ..search_types import SearchError, SearchOptions
-    from . import UserError
 
     opts = SearchOptions(stage2=args.stage2, index_dir=args.index_dir, tile_sizes_m=tuple(args.tile_size))
     embedder = load_embedder(args.checkpoint, args.device)

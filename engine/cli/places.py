@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..search_types import Extent
+from . import UserError
+
 
 def read_places(path: str, option: str) -> list:
     """Every polygon of a vector file (a multipolygon's parts one by one) as an engine.search.Extent
@@ -10,9 +13,6 @@ def read_places(path: str, option: str) -> list:
     UserError naming the option."""
     import fiona
     from shapely.geometry import shape
-
-    from ..search import Extent
-    from . import UserError
 
     if not Path(path).exists():
         raise UserError(f"{option} file not found: {path}")

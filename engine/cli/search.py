@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..search_types import SearchOptions
+from ..search_types import Extent, SearchError, SearchOptions, check_options
+from . import UserError
 
 DEFAULTS = SearchOptions()  # the engine's defaults; every option below shows and uses these
 INDEX_DIR_HELP = "tile index folder (default: $SKETCH_SEARCH_INDEX or ~/.cache/sketch-search/index)"
@@ -98,8 +99,6 @@ def _formatter():
 def open_inputs(args):
     """Rasters, extent and options from the arguments; bad input -> UserError before any work."""
     from ..raster.rasterio_source import RasterError, RasterioSource
-    from ..search_types import Extent, SearchError, check_options
-    from . import UserError
 
     sources = []
     for path in args.raster:
@@ -131,9 +130,6 @@ def polygon_extent(path: str):
     import fiona
     import shapely
     from shapely.geometry import shape
-
-    from ..search_types import Extent
-    from . import UserError
 
     if not Path(path).exists():
         raise UserError(f"--within file not found: {path}")
@@ -177,8 +173,7 @@ def run(args) -> int:
     from ..runtime import load_embedder
     from ..export import check_output, write_matches
     from ..preprocess import load_array
-    from ..search import SearchError, run_search
-    from . import UserError
+    from ..search import run_search
     from .places import read_all
 
     if args.top_k < 1:
@@ -208,8 +203,7 @@ def run(args) -> int:
 
 def run_estimate(args) -> int:
     from ..runtime import load_embedder
-    from ..search import SearchError, estimate
-    from . import UserError
+    from ..search import estimate
 
     sources, extent, options = open_inputs(args)
     embedder = load_embedder(args.checkpoint, args.device)

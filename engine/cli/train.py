@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import UserError
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model from a JSON run config (continues an interrupted run)")
@@ -19,7 +21,6 @@ def run(args) -> int:
 
     from ..training.config import REPO, TrainConfig
     from ..training.loop import train
-    from . import UserError
 
     cfg = TrainConfig.load(args.config)
     if args.steps is not None:
