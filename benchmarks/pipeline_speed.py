@@ -1,13 +1,15 @@
 """Tile pipeline speed: read + resample + preprocess (no model), and end to end on a device.
 
 Run through `python -m benchmarks.search_speed --pipeline-only --raster R [--json]` (or with
-`--device cuda` for a whole cold search). Both pipelines run over every tile of the default tiling
+`--device cuda` for a whole cold search). The pipelines run over every tile of the default tiling
 (60/120/240 m, 50 % overlap) in the model's batches, in alternating rounds of the same process, and
 the medians are reported:
 
-- "ours": engine/index/tile_reader.py as the index build uses it: tiles in compact blocks, one window
-  read per block at the tiles' resolution, tiles cut from memory, normalised as one batch, several
-  reader threads ahead (`workers`);
+- "ours": engine/index/tile_reader.py as the index build uses it: each region of the raster decoded
+  once for all scales where the source allows it (RegionReader), tiles in compact blocks, one
+  resampled read per block at the tiles' resolution, tiles cut from memory, normalised as one batch,
+  several reader threads ahead (`workers`);
+- "per scale": the same tile reader with each scale reading the file on its own (before regions);
 - "baseline": the pipeline before it: one window read per tile (`RasterSource.read_rgb`), one
   read-ahead thread, `prepare_image` per tile.
 """
@@ -112,6 +114,23 @@ def run_ours(source, grids, size, mean, std, batch, min_valid, threads) -> tuple
     return n, time.perf_counter() - t0
 
 
+def run_regions(source, grids, size, mean, std, batch, min_valid, threads) -> tuple[int, float]:
+    """Ours with every scale cut from one decoding of each region (tile_reader.RegionReader), as the
+    index build does where the source allows it; per-scale block reads where it does not."""
+    from engine.index.tile_reader import RegionReader, read_tiles, region_side
+    from engine.preprocess import normalise_batch
+
+    side = region_side(source, grids)
+    if side is None:
+        return run_ours(source, grids, size, mean, std, batch, min_valid, threads)
+    t0, n = time.perf_counter(), 0
+    reader = RegionReader(source, [(g, np.arange(g.count, dtype=np.int64)) for g in grids], batch, size, min_valid,
+                          read_tiles, side, threads=threads, prepare=lambda images: normalise_batch(images, mean, std))
+    for _part, tiles, _prepared, _kept, _skipped in reader:
+        n += len(tiles)
+    return n, time.perf_counter() - t0
+
+
 def run_baseline(source, grids, size, mean, std, batch, min_valid, read=legacy_read_tiles) -> tuple[int, float]:
     from engine.preprocess import prepare_image
 
@@ -141,11 +160,21 @@ def pipeline_only(raster: str, checkpoint: str | None, rounds: int, threads: int
     source = RasterioSource(raster)
     grids = _layers(source, scales)
     threads = threads or reader_threads()
-    ours, base, per_tile = [], [], []
+    from engine.index.tile_reader import region_side
+
+    ours, blocks, base, per_tile = [], [], [], []
+    cpu = {"ours": [], "per_scale": []}  # CPU seconds of this process: steadier than wall time on a shared machine
     tiles = 0
     for _ in range(rounds):
-        tiles, seconds = run_ours(source, grids, size, mean, std, batch, min_valid, threads)
+        c0 = time.process_time()
+        tiles, seconds = run_regions(source, grids, size, mean, std, batch, min_valid, threads)
+        cpu["ours"].append(time.process_time() - c0)
         ours.append(tiles / seconds)
+        # the tile reader before regions: each scale's blocks read from the file on their own
+        c0 = time.process_time()
+        _, seconds = run_ours(source, grids, size, mean, std, batch, min_valid, threads)
+        cpu["per_scale"].append(time.process_time() - c0)
+        blocks.append(tiles / seconds)
         if baseline:
             _, seconds = run_baseline(source, grids, size, mean, std, batch, min_valid)
             base.append(tiles / seconds)
@@ -155,7 +184,11 @@ def pipeline_only(raster: str, checkpoint: str | None, rounds: int, threads: int
     out = {"raster": str(raster), "size_px": [source.width, source.height], "tiles": tiles,
            "scales_m": list(scales), "input_px": size, "batch": batch, "rounds": rounds,
            "tiles_per_s": statistics.median(ours), "workers": threads,
-           "tiles_per_s_rounds": [round(v, 1) for v in ours]}
+           "tiles_per_s_rounds": [round(v, 1) for v in ours],
+           "regions": region_side(source, grids) is not None,
+           "per_scale_tiles_per_s": statistics.median(blocks), "per_scale_rounds": [round(v, 1) for v in blocks],
+           "regions_speedup": statistics.median(ours) / statistics.median(blocks),
+           "cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()}}
     if baseline:
         out.update(baseline_tiles_per_s=statistics.median(base), baseline_workers=1,
                    baseline_rounds=[round(v, 1) for v in base],
@@ -231,6 +264,10 @@ def report(result: dict, as_json: bool) -> None:
     line = (f"[pipeline] {kind}: {result['tiles']} tiles of {result['raster']} "
             f"({result['size_px'][0]}x{result['size_px'][1]} px): {result['tiles_per_s']:.0f} tiles/s "
             f"with {result['workers']} reader threads")
+    if "per_scale_tiles_per_s" in result:
+        line += (f" ({'each region decoded once for all scales' if result['regions'] else 'per-scale reads'}); "
+                 f"each scale read on its own: {result['per_scale_tiles_per_s']:.0f} tiles/s: "
+                 f"{result['regions_speedup']:.2f}x")
     if "baseline_tiles_per_s" in result:
         line += (f"; per-tile baseline {result['baseline_tiles_per_s']:.0f} tiles/s: "
                  f"{result['speedup']:.1f}x (medians of {result['rounds']} alternating rounds)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +19,7 @@ import numpy as np
 
 from . import ann
 from .store import EMBEDDED, NOT_DONE, SKIPPED, SPACE_MARGIN, IndexEntry, TileIndexError, free_bytes
-from .tile_reader import BatchReader, read_tiles  # read_tiles: tests slow it down here
+from .tile_reader import BatchReader, RegionReader, read_tiles, region_side  # read_tiles: tests slow it down here
 
 COMMIT_SECONDS = 2.0
 
@@ -119,34 +119,40 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
         check_disk_space(layers, with_tokens, _token_estimate(embedder))
     if progress:
         progress(0, total, f"{total} tiles to compute")
-    for layer in layers:
-        if approximate_index and getattr(layer.entry, "lazy_checks", False):  # a build checks every row
-            for problem in layer.entry.verify(layer.tiles):
-                log.warning("%s; its tiles are computed again", problem)
-            layer.entry.lazy_checks = False
-        todo = layer.todo
-        refresh_ann = approximate_index and ann.needs_refresh(layer.entry)
-        if len(todo) == 0 and not _tile_layer_stale(layer) and not refresh_ann:
+    for group in _by_source(layers):
+        for layer in group:
+            if approximate_index and getattr(layer.entry, "lazy_checks", False):  # a build checks every row
+                for problem in layer.entry.verify(layer.tiles):
+                    log.warning("%s; its tiles are computed again", problem)
+                layer.entry.lazy_checks = False
+        busy = [layer for layer in group if len(layer.todo) or _tile_layer_stale(layer)
+                or (approximate_index and ann.needs_refresh(layer.entry))]
+        if not busy:
             continue
-        with layer.entry.writing():
-            todo = layer.todo  # another process may have computed some, or found some damaged
-            if layer.entry.read_only_note and len(todo):
-                log.warning("%s: %d tiles of %s are computed in memory and not stored",
-                            layer.entry.read_only_note, len(todo), layer.label)
-            if len(todo):
-                pending = _Pending()
+        with ExitStack() as held:  # every scale of a raster at once: they share its reads
+            for layer in busy:
+                held.enter_context(layer.entry.writing())
+            todos = [layer.todo for layer in busy]  # another process may have computed some, or found some damaged
+            for layer, todo in zip(busy, todos):
+                if layer.entry.read_only_note and len(todo):
+                    log.warning("%s: %d tiles of %s are computed in memory and not stored",
+                                layer.entry.read_only_note, len(todo), layer.label)
+            work = [(layer, todo) for layer, todo in zip(busy, todos) if len(todo)]
+            if work:
+                pendings = [_Pending() for _ in work]
                 try:
-                    _compute_layer(layer, todo, embedder, min_valid, with_tokens, pending, counts, total,
-                                   progress, is_cancelled)
+                    _compute(work, embedder, min_valid, with_tokens, pendings, counts, total, progress, is_cancelled)
                 except TileIndexError:
                     raise  # the index itself failed (full disk...): nothing more can be stored
                 except BaseException:
-                    pending.commit(layer.entry)  # keep every finished batch (cancel, Ctrl-C, bad pixels)
+                    for (layer, _), pending in zip(work, pendings):
+                        pending.commit(layer.entry)  # keep every finished batch (cancel, Ctrl-C, bad pixels)
                     raise
-            if layer.entry.stored and (len(todo) or _tile_layer_stale(layer)):
-                write_tile_layer(layer)
-            if approximate_index and layer.entry.stored:  # a huge entry gets its approximate index for stage 1
-                ann.refresh(layer.entry, lambda what: progress and progress(counts["done"], total, what))
+            for layer, todo in zip(busy, todos):
+                if layer.entry.stored and (len(todo) or _tile_layer_stale(layer)):
+                    write_tile_layer(layer)
+                if approximate_index and layer.entry.stored:  # a huge entry gets its approximate index for stage 1
+                    ann.refresh(layer.entry, lambda what: progress and progress(counts["done"], total, what))
     return counts["embedded"], counts["skipped"]
 
 
@@ -154,6 +160,52 @@ def _token_estimate(embedder) -> int | None:
     cfg = getattr(embedder, "cfg", None)
     size, patch = getattr(cfg, "img_size", None), getattr(cfg, "patch_size", None)
     return (size // patch) ** 2 + 1 if size and patch else None
+
+
+def _by_source(layers: list[Layer]) -> list[list[Layer]]:
+    """The layers grouped by raster (one source object), in their order."""
+    groups: dict[int, list[Layer]] = {}
+    for layer in layers:
+        groups.setdefault(id(layer.source), []).append(layer)
+    return list(groups.values())
+
+
+def _compute(work, embedder, min_valid, with_tokens, pendings, counts, total, progress, is_cancelled) -> None:
+    """The tiles of one raster's layers: every scale cut from one decoding of each region where
+    that gives the same pixels (tile_reader.RegionReader), else layer by layer."""
+    source = work[0][0].source
+    side = region_side(source, [layer.grid for layer, _ in work]) if len(work) > 1 else None
+    if side is None:
+        for (layer, todo), pending in zip(work, pendings):
+            _compute_layer(layer, todo, embedder, min_valid, with_tokens, pending, counts, total, progress,
+                           is_cancelled)
+        return
+    prepared = hasattr(embedder, "prepare_batch") and hasattr(embedder, "embed_prepared")
+    reader = RegionReader(source, [(layer.grid, todo) for layer, todo in work], embedder.batch_size,
+                          embedder.cfg.img_size, min_valid, lambda *args: read_tiles(*args), side,
+                          prepare=embedder.prepare_batch if prepared else None)
+    label = f"{source.name} at {'/'.join(f'{layer.grid.tile_m:g}' for layer, _ in work)} m"
+    last_commit = time.monotonic()
+    with closing(iter(reader)) as stream:
+        for pi, tiles, images, kept, skip in stream:
+            emb = None
+            if len(kept):
+                emb = (embedder.embed_prepared(images, with_tokens) if prepared
+                       else embedder.embed_images(images, with_tokens=with_tokens))
+            pendings[pi].add(kept, emb, skip, with_tokens)
+            counts["done"] += len(tiles)
+            counts["embedded"] += len(kept)
+            counts["skipped"] += len(skip)
+            if time.monotonic() - last_commit > COMMIT_SECONDS:
+                for (layer, _), pending in zip(work, pendings):
+                    pending.commit(layer.entry)
+                last_commit = time.monotonic()
+            if progress:
+                progress(counts["done"], total, label)
+            if is_cancelled and is_cancelled():
+                raise Cancelled(f"cancelled after {counts['done']} of {total} tiles (kept in the index)")
+    for (layer, _), pending in zip(work, pendings):
+        pending.commit(layer.entry)
 
 
 def _compute_layer(layer, todo, embedder, min_valid, with_tokens, pending, counts, total, progress,

@@ -12,11 +12,19 @@ window per tile, as before.
 
 Batches are read ahead by several threads (GDAL's reads and NumPy's copies release the GIL), each
 with its own handle on the raster, so the model never waits on the disk.
+
+Several scales of one raster (RegionReader): each square region is decoded once into memory and
+every scale's tiles are resampled from it by the same GDAL reads, instead of each scale reading the
+file again. On a raster that stays in the page cache this costs the same CPU time; on one larger
+than memory (or on a network share) it reads the file about once instead of three times. Where GDAL
+would resample other pixels than the full-resolution ones (overviews, masks, VRTs), scales read on
+their own as before.
 """
 from __future__ import annotations
 
 import math
 import os
+import queue
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +38,8 @@ BLOCK_DENSITY = 0.5     # a read window must hold at least this share of wanted 
 READ_TILES = 128        # tiles per read (a block of 8 x 16 at 50 % overlap reads 1.2x the tiles' own area)
 MAX_READERS = 16        # reader threads at most (beyond that the disk, not the CPU, limits)
 MAX_BLOCK_PX = 1 << 26  # source pixels one read may span (64 Mpx: 0.2 GB of RGB), so fine imagery stays bounded
+REGION_SIDE = 6144      # source pixels a side of a region decoded once for all scales (38 Mpx: 113 MB of RGB)
+REGION_MEMORY = 1 << 30  # bytes of decoded regions held at once by all reader threads together
 
 
 def reader_threads() -> int:
@@ -212,6 +222,159 @@ class BatchReader:
                 finally:
                     for future in pending:
                         future.cancel()
+        finally:
+            for clone in self._clones:
+                close = getattr(clone, "close", None)
+                if close:
+                    close()
+            self._clones.clear()
+
+
+# -- several scales of one raster, each region decoded once ----------------------------------------------
+def region_side(source, grids) -> int | None:
+    """The side (source pixels) of the squares whose tiles share one decoded region, or None where
+    per-scale reads are as cheap: one scale, a source whose regions would not resample as the file
+    does (overviews, masks, VRTs: see RasterioSource.region_reads), or tiles so large that a region
+    would decode more than the per-scale reads together."""
+    if len(grids) < 2 or not getattr(source, "region_reads", False):
+        return None
+    biggest = max(max(g.tile_c, g.tile_r) for g in grids)
+    side = int(REGION_SIDE - biggest)
+    # per-scale block reads decode about 1.2x the raster per scale; regions (side + biggest)^2 / side^2
+    # once: worth it only where that is clearly less
+    if side < biggest or (REGION_SIDE / side) ** 2 > 0.8 * 1.2 * len(grids):
+        return None
+    return side
+
+
+def region_plan(source, parts: list[tuple], side: int) -> list[tuple[Window, list[tuple[int, np.ndarray]]]]:
+    """The regions to decode, in order: each tile of every part (grid, tiles) goes to the square of
+    `side` px holding its window's origin; a region's window spans its tiles' windows (clipped to
+    the raster). Returns [(window, [(part index, tile ids), ...]), ...]."""
+    buckets: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+    for pi, (grid, tiles) in enumerate(parts):
+        tiles = np.asarray(tiles, np.int64)
+        rows, cols = np.divmod(tiles, grid.cols)
+        ry = np.floor(rows * grid.stride_r / side).astype(np.int64)
+        rx = np.floor(cols * grid.stride_c / side).astype(np.int64)
+        key = ry * (1 << 31) + rx
+        order = np.argsort(key, kind="stable")
+        keys, starts = np.unique(key[order], return_index=True)
+        for k, group in zip(keys, np.split(order, starts[1:])):
+            buckets.setdefault((int(k >> 31), int(k & ((1 << 31) - 1))), []).append((pi, tiles[group]))
+    plan = []
+    for at in sorted(buckets):
+        c0 = r0 = math.inf
+        c1 = r1 = -math.inf
+        for pi, tiles in buckets[at]:
+            grid = parts[pi][0]
+            rows, cols = np.divmod(tiles, grid.cols)
+            c0, r0 = min(c0, cols.min() * grid.stride_c), min(r0, rows.min() * grid.stride_r)
+            c1 = max(c1, cols.max() * grid.stride_c + grid.tile_c)
+            r1 = max(r1, rows.max() * grid.stride_r + grid.tile_r)
+        c0, r0 = max(0.0, c0), max(0.0, r0)
+        c1, r1 = min(float(source.width), c1), min(float(source.height), r1)
+        plan.append((Window(c0, r0, max(c1 - c0, 1.0), max(r1 - r0, 1.0)), buckets[at]))
+    return plan
+
+
+_DONE = object()
+
+
+class RegionReader:
+    """The batches of several scales (`parts`: (grid, tiles) each) of one source, each region of
+    the raster decoded once (RasterioSource.region) and every scale's tiles cut from it by `read`
+    (read_tiles), which gives the pixels of per-scale reads. Regions are read ahead by `threads`
+    threads, one region per thread, each with its own handle on the source; a region's decoded
+    pixels and at most two of its units of tiles wait in memory, so memory stays bounded as rasters
+    grow. Iterating yields (part index, tiles of the batch, images or prepared input, kept ids,
+    skipped ids); a part's batches come in the order of its regions."""
+
+    def __init__(self, source, parts: list[tuple], batch: int, size: int, min_valid: float, read: Callable,
+                 side: int, threads: int | None = None, prepare: Callable | None = None):
+        self.source, self.parts, self.batch, self.size = source, parts, batch, size
+        self.min_valid, self.read, self.prepare = min_valid, read, prepare
+        self.plan = region_plan(source, parts, side)
+        biggest = max((w.width * w.height for w, _ in self.plan), default=1) * 3 * np.dtype(
+            getattr(source, "dtypes", ("uint8",))[0]).itemsize
+        self.threads = max(1, min(threads or reader_threads(), len(self.plan) or 1, REGION_MEMORY // biggest))
+        if not hasattr(source, "clone"):
+            self.threads = 1
+        self._local = threading.local()
+        self._clones: list = []
+        self._clones_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _source(self):
+        if self.threads == 1:
+            return self.source
+        src = getattr(self._local, "source", None)
+        if src is None:
+            src = self._local.source = self.source.clone()
+            with self._clones_lock:
+                self._clones.append(src)
+        return src
+
+    def _put(self, out: queue.Queue, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, ri: int, out: queue.Queue) -> None:
+        window, groups = self.plan[ri]
+        try:
+            region = self._source().region(window)
+            try:
+                for pi, tiles in groups:
+                    grid = self.parts[pi][0]
+                    per_read = max(1, READ_TILES // self.batch)
+                    tiles = block_order(grid, tiles, self.batch * per_read)
+                    for u in range(0, len(tiles), self.batch * per_read):
+                        unit = tiles[u:u + self.batch * per_read]
+                        images, kept, skipped = self.read(region, grid, unit, self.size, self.min_valid)
+                        if self.prepare is not None and len(kept):
+                            images = self.prepare(images)
+                        if not self._put(out, (pi, unit, images, kept, skipped)):
+                            return
+            finally:
+                region.close()
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(out, exc)
+            return
+        self._put(out, _DONE)
+
+    def _split(self, pi, unit, images, kept, skipped):
+        is_kept = np.isin(unit, kept)
+        first = 0
+        for at in range(0, len(unit), self.batch):
+            batch = unit[at:at + self.batch]
+            mine = is_kept[at:at + len(batch)]
+            n = int(mine.sum())
+            yield pi, batch, images[first:first + n], batch[mine], batch[~mine]
+            first += n
+
+    def __iter__(self):
+        n = len(self.plan)
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="region-reader") as pool:
+                queues: deque = deque()
+                try:
+                    for ri in range(n):
+                        while len(queues) < self.threads and ri + len(queues) < n:
+                            q: queue.Queue = queue.Queue(maxsize=2)
+                            pool.submit(self._work, ri + len(queues), q)
+                            queues.append(q)
+                        q = queues.popleft()
+                        while (item := q.get()) is not _DONE:
+                            if isinstance(item, BaseException):
+                                raise item
+                            yield from self._split(*item)
+                finally:
+                    self._stop.set()  # producers blocked on a full queue give up
         finally:
             for clone in self._clones:
                 close = getattr(clone, "close", None)

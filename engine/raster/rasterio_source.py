@@ -182,6 +182,12 @@ class RasterioSource:
         # GDAL says "all valid" (no nodata, alpha or mask band): its masks would be all 255, so
         # they are not read (a third of a read's time for 8-bit RGB).
         self._all_valid = all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in set(bands))
+        # A region decoded once serves every scale exactly only where GDAL would resample the
+        # full-resolution pixels for each of them: no overviews, no masks to weigh averages, not a
+        # VRT (whose sources resample on their own).
+        self.region_reads = (self._all_valid and ds.driver != "VRT" and len({ds.dtypes[b - 1] for b in bands}) == 1
+                             and not any(ds.overviews(b) for b in set(bands)))
+        self._offset = (0, 0)  # where this handle's pixel (0, 0) lies in the raster (a region: its corner)
         self.name = name or Path(self.path).name
         self.crs_wkt = ds.crs.to_wkt()
         self.transform = ds.transform
@@ -277,7 +283,9 @@ class RasterioSource:
         shape = (or1 - or0, oc1 - oc0)
         # Averaging when shrinking uses overviews and avoids aliasing; bilinear when enlarging.
         resampling = Resampling.average if sx < 0.75 else Resampling.bilinear
-        rio_window = RioWindow(c0, r0, c1 - c0, r1 - r0)
+        # c0 - offset is exact (an integer taken from a larger float), so a region is read at the
+        # same fractional positions as the file
+        rio_window = RioWindow(c0 - self._offset[0], r0 - self._offset[1], c1 - c0, r1 - r0)
         unique = list(dict.fromkeys(self.bands))
         try:
             with self._lock:
@@ -300,6 +308,40 @@ class RasterioSource:
         valid[or0:or1, oc0:oc1] = ok
         return rgb, valid
 
+    def region(self, window: Window, margin: int = 8) -> "RasterioSource":
+        """The pixels of `window` (widened by `margin` for the resampling kernels, whole pixels,
+        clipped to the raster) decoded once into memory, as a source of the same geometry: its
+        reads of windows inside the region resample those pixels with GDAL exactly as reads of the
+        file do, so the tiles of several scales are cut from one decoding
+        (engine/index/tile_reader.py). Only where `region_reads` is true."""
+        if not self.region_reads:
+            raise ValueError(f"{self.path}: a region would not resample as the file does")
+        x0 = max(0, int(np.floor(window.col_off)) - margin)
+        y0 = max(0, int(np.floor(window.row_off)) - margin)
+        x1 = min(self.width, int(np.ceil(window.col_off + window.width)) + margin)
+        y1 = min(self.height, int(np.ceil(window.row_off + window.height)) + margin)
+        unique = list(dict.fromkeys(self.bands))
+        rio_window = RioWindow(x0 - self._offset[0], y0 - self._offset[1], x1 - x0, y1 - y0)
+        mem = rasterio.open("region", "w+", driver="MEM", width=x1 - x0, height=y1 - y0, count=len(unique),
+                            dtype=self._ds.dtypes[unique[0] - 1], transform=self.transform @ Affine.translation(x0, y0))
+        try:
+            with self._lock:
+                for i, b in enumerate(unique, 1):  # band by band: one band in flight beside the region
+                    mem.write(self._ds.read(b, window=rio_window), i)
+        except RasterioError as exc:
+            mem.close()
+            raise self._unreadable(exc) from None
+        except BaseException:
+            mem.close()
+            raise
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._ds, other._lock = mem, threading.Lock()
+        other._offset = (x0, y0)
+        other.bands = tuple(unique.index(b) + 1 for b in self.bands)  # the region's own band numbers
+        other.region_window = Window(x0, y0, x1 - x0, y1 - y0)
+        return other
+
     def close(self) -> None:
         self._ds.close()
 
@@ -311,6 +353,8 @@ class RasterioSource:
         return other
 
     def __getstate__(self):  # reopen in another process instead of pickling a GDAL handle
+        if self._offset != (0, 0) or "region_window" in self.__dict__:
+            raise TypeError("a region of a raster lives in memory: copy its raster's source instead")
         state = self.__dict__.copy()
         state.pop("_ds"), state.pop("_lock")
         return state

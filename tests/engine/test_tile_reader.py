@@ -198,3 +198,85 @@ def test_index_built_with_block_reads_equals_one_built_tile_by_tile(tmp_path, ma
         va = np.fromfile(f"{a['folder']}/cls.f32", np.float32)
         vb = np.fromfile(f"{b['folder']}/cls.f32", np.float32)
         np.testing.assert_allclose(va, vb, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, pixel, crs, size, scales", [
+    ("utm.tif", 0.3, "EPSG:32611", 64, (30, 60)),      # shrinking: average
+    ("enl.tif", 2.0, "EPSG:32611", 64, (120, 240)),    # enlarging: bilinear
+    ("one.tif", 0.3, "EPSG:32611", 160, (30, 60)),     # about 1:1: bilinear
+    ("ll.tif", 3e-6, "EPSG:4326", 64, (30, 60)),       # fractional windows
+    ("l93.tif", 0.25, "EPSG:2154", 64, (30, 60))])
+def test_regions_decoded_once_give_the_tiles_of_per_scale_reads(make_tif, pat, name, pixel, crs, size, scales):
+    """Every scale cut from one decoding of each region (RegionReader, small regions so tiles cross
+    their borders) against each scale's own block reads of the file: the same tiles, kept and
+    skipped alike; pixels equal but for rare +-1 roundings of GDAL's resampling at other absolute
+    offsets (under 1e-4 of the values)."""
+    from engine.index.tile_reader import RegionReader
+
+    x0, y0 = (-120, 37) if crs == "EPSG:4326" else (500000, 4000000)
+    src = RasterioSource(make_tif(name, pat, crs=crs, transform=Affine(pixel, 0, x0, 0, -pixel, y0)))
+    assert src.region_reads
+    parts = [(g, np.arange(g.count)) for g in (make_grid(src, m, 0.5) for m in scales)]
+    reader = RegionReader(src, parts, 8, size, 0.5, read_tiles, side=int(parts[0][0].tile_c * 1.25), threads=2)
+    assert len(reader.plan) > 4
+    got = {0: [], 1: []}
+    for pi, tiles, images, kept, skipped in reader:
+        got[pi].append((tiles, images, kept, skipped))
+    for pi, (grid, tiles) in enumerate(parts):
+        assert sorted(np.concatenate([t for t, *_ in got[pi]])) == list(tiles)
+        kept = np.concatenate([k for *_, k, _ in got[pi]])
+        images = np.concatenate([i for _, i, _, _ in got[pi]])[np.argsort(kept)]
+        ref, ref_kept, ref_skipped = read_tiles(src, grid, tiles, size, 0.5)
+        assert list(np.sort(kept)) == list(ref_kept)
+        assert sorted(np.concatenate([s for *_, s in got[pi]])) == list(ref_skipped)
+        diff = np.abs(images.astype(np.int16) - ref)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+
+
+def test_regions_only_where_they_resample_as_the_file(make_tif, pat, tmp_path):
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from engine.index.tile_reader import region_side
+
+    plain = RasterioSource(make_tif("a.tif", pat))
+    grids = [make_grid(plain, m, 0.5) for m in (30, 60)]
+    assert plain.region_reads and region_side(plain, grids) is not None
+    assert region_side(plain, grids[:1]) is None  # one scale: nothing to share
+    holes = RasterioSource(make_tif("nd.tif", pat, nodata=0))
+    assert not holes.region_reads  # GDAL's averages weigh the mask
+    tif = make_tif("ovr.tif", pat)
+    with rasterio.open(tif, "r+") as ds:
+        ds.build_overviews([2], Resampling.average)
+    assert not RasterioSource(tif).region_reads  # coarse scales read the overviews
+    region = plain.region(grids[0].window(3))
+    with pytest.raises(TypeError):
+        region.clone()
+    region.close()
+
+
+def test_index_built_from_regions_equals_one_built_scale_by_scale(tmp_path, make_tif, pat, emb, monkeypatch):
+    """A build whose scales share decoded regions against one where each scale reads the file:
+    the same tiles kept and skipped, vectors within float tolerance; regions stay within
+    REGION_SIDE^2 source pixels."""
+    import engine.index.build as build
+    import engine.index.tile_reader as tr
+    from engine.index import list_entries
+    from engine.search import SearchOptions, build_index
+
+    src = RasterioSource(make_tif("a.tif", pat, transform=Affine(0.28, 0.05, 500000, 0.05, -0.28, 4000000)))
+    opts = dict(tile_sizes_m=(20, 30, 60), stage2=False)
+    monkeypatch.setattr(tr, "REGION_SIDE", 700)  # several regions in a small raster
+    windows = []
+    real_region = RasterioSource.region
+    monkeypatch.setattr(RasterioSource, "region", lambda self, w, **kw: windows.append(w) or real_region(self, w, **kw))
+    build_index(emb, [src], options=SearchOptions(index_dir=tmp_path / "regions", **opts))
+    assert len(windows) > 2 and max(w.width * w.height for w in windows) <= 700 ** 2
+    monkeypatch.setattr(build, "region_side", lambda source, grids: None)
+    build_index(emb, [src], options=SearchOptions(index_dir=tmp_path / "scales", **opts))
+    a, b = (sorted(list_entries(tmp_path / d), key=lambda e: e["key"]["tile_m"]) for d in ("regions", "scales"))
+    assert len(a) == len(b) == 3
+    for ea, eb in zip(a, b):
+        assert ea["embedded"] == eb["embedded"] > 0 and ea["skipped"] == eb["skipped"]
+        np.testing.assert_allclose(np.fromfile(f"{ea['folder']}/cls.f32", np.float32),
+                                   np.fromfile(f"{eb['folder']}/cls.f32", np.float32), atol=1e-5)
