@@ -120,7 +120,7 @@ def run_regions(source, grids, size, mean, std, batch, min_valid, threads) -> tu
     from engine.index.tile_reader import RegionReader, read_tiles, region_side
     from engine.preprocess import normalise_batch
 
-    side = region_side(source, grids)
+    side = region_side(source, grids, threads)
     if side is None:
         return run_ours(source, grids, size, mean, std, batch, min_valid, threads)
     t0, n = time.perf_counter(), 0
@@ -150,31 +150,71 @@ def run_baseline(source, grids, size, mean, std, batch, min_valid, read=legacy_r
     return n, time.perf_counter() - t0
 
 
+class Uncached:
+    """While active, the raster's pages are dropped from the page cache every `period` seconds
+    (posix_fadvise DONTNEED; Linux), as for a raster far larger than memory or on a share: what a
+    pipeline reads comes from storage again. `read_bytes()`: this process's reads from storage."""
+
+    def __init__(self, path: str, period: float = 0.5):
+        import threading
+
+        self.path, self.period, self.stop = path, period, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import os
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            while not self.stop.is_set():
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                self.stop.wait(self.period)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def read_bytes() -> int:
+        with open("/proc/self/io") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("read_bytes"))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def pipeline_only(raster: str, checkpoint: str | None, rounds: int, threads: int | None,
-                  scales=DEFAULT_SCALES, baseline: bool = True, min_valid: float = 0.5) -> dict:
-    """Tiles per second of both pipelines, alternating rounds; medians."""
-    from engine.index.tile_reader import reader_threads
+                  scales=DEFAULT_SCALES, baseline: bool = True, min_valid: float = 0.5,
+                  uncached: bool = False) -> dict:
+    """Tiles per second of the pipelines, alternating rounds; medians. uncached: the raster's
+    pages are dropped from the page cache while they run (see Uncached), and the bytes each reads
+    from storage are reported."""
+    from contextlib import nullcontext
+
+    from engine.index.tile_reader import reader_threads, region_side
     from engine.raster.rasterio_source import RasterioSource
 
     size, mean, std, batch = model_input(checkpoint)
     source = RasterioSource(raster)
     grids = _layers(source, scales)
     threads = threads or reader_threads()
-    from engine.index.tile_reader import region_side
-
     ours, blocks, base, per_tile = [], [], [], []
     cpu = {"ours": [], "per_scale": []}  # CPU seconds of this process: steadier than wall time on a shared machine
+    storage = {"ours": [], "per_scale": []}  # MiB read from storage (uncached only)
     tiles = 0
     for _ in range(rounds):
-        c0 = time.process_time()
-        tiles, seconds = run_regions(source, grids, size, mean, std, batch, min_valid, threads)
-        cpu["ours"].append(time.process_time() - c0)
-        ours.append(tiles / seconds)
-        # the tile reader before regions: each scale's blocks read from the file on their own
-        c0 = time.process_time()
-        _, seconds = run_ours(source, grids, size, mean, std, batch, min_valid, threads)
-        cpu["per_scale"].append(time.process_time() - c0)
-        blocks.append(tiles / seconds)
+        for name, run, rates in (("ours", run_regions, ours),
+                                 # the tile reader before regions: each scale's blocks read from the file
+                                 ("per_scale", run_ours, blocks)):
+            with Uncached(raster) if uncached else nullcontext():
+                b0, c0 = Uncached.read_bytes(), time.process_time()
+                tiles, seconds = run(source, grids, size, mean, std, batch, min_valid, threads)
+                cpu[name].append(time.process_time() - c0)
+                storage[name].append((Uncached.read_bytes() - b0) / 2**20)
+            rates.append(tiles / seconds)
         if baseline:
             _, seconds = run_baseline(source, grids, size, mean, std, batch, min_valid)
             base.append(tiles / seconds)
@@ -185,10 +225,12 @@ def pipeline_only(raster: str, checkpoint: str | None, rounds: int, threads: int
            "scales_m": list(scales), "input_px": size, "batch": batch, "rounds": rounds,
            "tiles_per_s": statistics.median(ours), "workers": threads,
            "tiles_per_s_rounds": [round(v, 1) for v in ours],
-           "regions": region_side(source, grids) is not None,
+           "regions": region_side(source, grids, threads) is not None,
            "per_scale_tiles_per_s": statistics.median(blocks), "per_scale_rounds": [round(v, 1) for v in blocks],
            "regions_speedup": statistics.median(ours) / statistics.median(blocks),
-           "cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()}}
+           "cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()}, "uncached": uncached}
+    if uncached:
+        out["storage_read_mib"] = {k: [round(v) for v in vs] for k, vs in storage.items()}
     if baseline:
         out.update(baseline_tiles_per_s=statistics.median(base), baseline_workers=1,
                    baseline_rounds=[round(v, 1) for v in base],
@@ -265,9 +307,13 @@ def report(result: dict, as_json: bool) -> None:
             f"({result['size_px'][0]}x{result['size_px'][1]} px): {result['tiles_per_s']:.0f} tiles/s "
             f"with {result['workers']} reader threads")
     if "per_scale_tiles_per_s" in result:
+        cpu = {k: statistics.median(v) for k, v in result["cpu_s"].items()}
         line += (f" ({'each region decoded once for all scales' if result['regions'] else 'per-scale reads'}); "
                  f"each scale read on its own: {result['per_scale_tiles_per_s']:.0f} tiles/s: "
-                 f"{result['regions_speedup']:.2f}x")
+                 f"{result['regions_speedup']:.2f}x; CPU {cpu['ours']:.1f} s against {cpu['per_scale']:.1f} s")
+        if "storage_read_mib" in result:
+            mib = {k: statistics.median(v) for k, v in result["storage_read_mib"].items()}
+            line += f"; read from storage (uncached): {mib['ours']:.0f} MiB against {mib['per_scale']:.0f} MiB"
     if "baseline_tiles_per_s" in result:
         line += (f"; per-tile baseline {result['baseline_tiles_per_s']:.0f} tiles/s: "
                  f"{result['speedup']:.1f}x (medians of {result['rounds']} alternating rounds)")

@@ -164,6 +164,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, help="reader threads (default: the usable CPUs)")
     ap.add_argument("--tile-size", type=float, nargs="+", help="scales in metres (default 60 120 240)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the per-tile baseline")
+    ap.add_argument("--uncached", action="store_true",
+                    help="drop the raster from the page cache while the pipelines run (as for a raster larger than "
+                         "memory; Linux) and report what each reads from storage")
     ap.add_argument("--json", action="store_true", help="print the pipeline result as one JSON line, last")
     args = ap.parse_args()
     if args.pipeline_only or args.device:
@@ -204,7 +207,7 @@ def pipeline_main(args) -> int:
                                baseline=not args.no_baseline)
     else:
         result = ps.pipeline_only(raster, args.checkpoint, args.rounds, args.workers, scales,
-                                  baseline=not args.no_baseline)
+                                  baseline=not args.no_baseline, uncached=args.uncached)
     ps.report(result, args.json)
     return 0
 

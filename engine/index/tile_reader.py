@@ -231,18 +231,20 @@ class BatchReader:
 
 
 # -- several scales of one raster, each region decoded once ----------------------------------------------
-def region_side(source, grids) -> int | None:
+def region_side(source, grids, threads: int | None = None) -> int | None:
     """The side (source pixels) of the squares whose tiles share one decoded region, or None where
     per-scale reads are as cheap: one scale, a source whose regions would not resample as the file
     does (overviews, masks, VRTs: see RasterioSource.region_reads), or tiles so large that a region
-    would decode more than the per-scale reads together."""
+    would decode more than the per-scale reads together. A small raster gets at least about one
+    region per reader thread (a region is read by one thread)."""
     if len(grids) < 2 or not getattr(source, "region_reads", False):
         return None
     biggest = max(max(g.tile_c, g.tile_r) for g in grids)
-    side = int(REGION_SIDE - biggest)
+    per_side = math.ceil(math.sqrt(threads or reader_threads()))
+    side = int(min(REGION_SIDE - biggest, max(biggest, math.ceil(max(source.width, source.height) / per_side))))
     # per-scale block reads decode about 1.2x the raster per scale; regions (side + biggest)^2 / side^2
     # once: worth it only where that is clearly less
-    if side < biggest or (REGION_SIDE / side) ** 2 > 0.8 * 1.2 * len(grids):
+    if side < biggest or ((side + biggest) / side) ** 2 > 0.8 * 1.2 * len(grids):
         return None
     return side
 
