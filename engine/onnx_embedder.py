@@ -54,9 +54,10 @@ def onnx_devices() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
 
 
-def card_identity(card: dict, retrieval: RetrievalSettings) -> str:
+def card_identity(card: dict) -> str:
     """The model identity of engine.embedder.Embedder.identity, from the card alone."""
-    return retrieval.model_identity(card, card.get("name") or card.get("config", {}).get("name", ""))
+    name = card.get("name") or card.get("config", {}).get("name", "")
+    return RetrievalSettings.from_card(card).model_identity(card, name)
 
 
 def _usable_cores() -> int:
@@ -173,7 +174,7 @@ class OnnxEmbedder:
         retrieval = self.retrieval.to_card()
         expected = {"img_size": cfg.get("img_size"), "mean": list(cfg.get("mean", [])), "std": list(cfg.get("std", [])),
                     "sketch_views": retrieval["sketch_views"], "stage1_fusion": retrieval.get("stage1_fusion"),
-                    "identity": card_identity(card, self.retrieval)}
+                    "identity": card_identity(card)}
         differ = [key for key, value in expected.items() if meta.get(key) != value]
         if differ:
             raise CheckpointError(self.onnx_file, f"its {', '.join(differ)} differ from the model card's: {redo}")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..embeddings import Embeddings
+from ..model.pretrained import lite0_gap_network
 from ..preprocess import preprocess_image, preprocess_sketch
 
 
@@ -20,8 +21,6 @@ class Lite0GapEncoder:
     mean = std = (0.5, 0.5, 0.5)
 
     def __init__(self, plain_sketches: bool = False, batch_size: int = 32):
-        from ..model.pretrained import lite0_gap_network
-
         self.net = lite0_gap_network()
         self.plain = plain_sketches
         self.batch_size = batch_size

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .pretrained import efficientnet_lite0_state_dict
 from .weight_files import CheckpointError, load_state_into, read_weights_file
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ def load_backbone_weights(model: MLAGT, path: Path | str) -> list[str]:
 
 def load_packaged_lite0(model: MLAGT) -> None:
     """The packaged ImageNet EfficientNet-Lite0 into the model's efficientnet_lite0 trunk."""
-    from .pretrained import efficientnet_lite0_state_dict
-
     if model.cfg.trunk != "efficientnet_lite0":
         raise ValueError(f"init efficientnet_lite0 does not fit the trunk {model.cfg.trunk!r}")
     own = model.state_dict()

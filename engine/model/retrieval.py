@@ -31,7 +31,9 @@ SKETCH_VIEW_CHOICES = (1, 4, 8)
 
 @dataclass(frozen=True)
 class FusionDescriptor:
-    """A pretrained global descriptor a card may fuse with the CLS vector."""
+    """A pretrained global descriptor a card may fuse with the CLS vector. Its network maps
+    normalised images (B, 3, S, S) to vectors (B, num_features); training with `fused_infonce` also
+    needs `from_block(feature_map, block)` (see engine.model.pretrained.PooledTrunk)."""
     name: str  # as written in model cards and index keys: never rename one
     builder: str  # "module:function" (relative to engine.model) returning the network, in eval mode
 

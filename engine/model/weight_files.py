@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
@@ -74,7 +76,6 @@ def read_weights_file(path: Path | str) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return load_safetensors(path)
     if path.suffix == ".npz":
-        import numpy as np
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {k: torch.from_numpy(npz[k]) for k in npz.files}

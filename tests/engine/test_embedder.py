@@ -39,7 +39,8 @@ def test_embeddings_are_normalised_and_batch_independent(embedder):
 
 def test_pair_scores_match_the_cross_attention_module(embedder):
     sk = embedder.embed_sketches([_sketch()], with_tokens=True)
-    im = embedder.embed_images(np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8), with_tokens=True)
+    tiles = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    im = embedder.embed_images(tiles, with_tokens=True)
     scores = embedder.pair_scores(sk.tokens[0], im.tokens)
     assert scores.shape == (5,)
     with torch.inference_mode():
@@ -131,7 +132,8 @@ def test_stage1_fusion_with_the_pretrained_descriptor(tiny_checkpoint, tmp_path,
             lite0_gap_network()(torch.stack([preprocess_image(im, 64) for im in images])), dim=-1).numpy()
     expected = 0.3 * plain @ plain.T + 0.7 * gap @ gap.T
     assert np.allclose(vectors @ vectors.T, expected, atol=1e-4)
-    assert fused.identity != embedder.identity and fused.identity.startswith(embedder.identity)
+    # the index key of every fused index built so far: the weights' sha256, then +DESCRIPTOR@WEIGHT
+    assert fused.identity == embedder.card["weights_sha256"] + "+efficientnet_lite0_gap@0.3"
 
 
 def test_unusable_fusion_entry_is_a_clear_error(tiny_checkpoint, tmp_path):
@@ -150,7 +152,8 @@ def test_gem_descriptor_pools_the_head_features_with_p3(tiny_checkpoint, tmp_pat
         gem = lite0_gem_network()(x)
     assert torch.allclose(gem, head.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3), atol=1e-5)
     assert not torch.allclose(gem, head.mean((2, 3)), atol=1e-3)
-    fused = Embedder.from_checkpoint(_fused_card(tiny_checkpoint, tmp_path, 0.5, "efficientnet_lite0_gem"), device="cpu")
+    fused_card = _fused_card(tiny_checkpoint, tmp_path, 0.5, "efficientnet_lite0_gem")
+    fused = Embedder.from_checkpoint(fused_card, device="cpu")
     assert fused.vector_dim == 64 + 1280 and "efficientnet_lite0_gem" in fused.identity
 
 

@@ -26,9 +26,9 @@ def test_index_keys_are_byte_for_byte_those_of_existing_indexes(entry, key):
     """The model identity names tile index folders: the strings of indexes built before the typed
     settings existed (f"{sha}+{descriptor}@{model_weight}" as the card writes the weight)."""
     card = {"weights_sha256": "abc", "sketch_views": 8, **({"stage1_fusion": entry} if entry else {})}
-    assert card_identity(card, RetrievalSettings.from_card(card)) == key
+    assert card_identity(card) == key
     unnamed = {k: v for k, v in card.items() if k != "weights_sha256"} | {"name": "m", "path": "/x/m.pth"}
-    assert card_identity(unnamed, RetrievalSettings.from_card(unnamed)) == "m:/x/m.pth" + key[3:]
+    assert card_identity(unnamed) == "m:/x/m.pth" + key[3:]
 
 
 @pytest.mark.parametrize("card, words", [

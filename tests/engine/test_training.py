@@ -30,7 +30,10 @@ def make_image_tree(root: Path, per_class: int = 4) -> Path:
             for _ in range(3):
                 x, y = (int(v) for v in rng.integers(5, 60, 2))
                 box = [x, y, x + 30, y + 25]
-                getattr(d, shape)(box, fill=(230, 230, 230), width=4) if shape != "line" else d.line(box, fill=(230, 230, 230), width=5)
+                if shape == "line":
+                    d.line(box, fill=(230, 230, 230), width=5)
+                else:
+                    getattr(d, shape)(box, fill=(230, 230, 230), width=4)
             im.save(root / cls / f"{cls}_{i}.jpg")
     return root
 
@@ -223,7 +226,8 @@ def test_shipped_default_model():
     card = emb.card
     for field in ("name", "architecture", "training", "figures", "licences", "weights_sha256"):
         assert field in card, field
-    vec = emb.embed_sketches([np.pad(np.zeros((40, 40, 3), np.uint8), ((50, 50), (50, 50), (0, 0)), constant_values=255)]).cls
+    square = np.pad(np.zeros((40, 40, 3), np.uint8), ((50, 50), (50, 50), (0, 0)), constant_values=255)
+    vec = emb.embed_sketches([square]).cls
     assert vec.shape == (1, emb.vector_dim) and np.isfinite(vec).all()
     assert abs(float(np.linalg.norm(vec)) - 1) < 1e-5
     # how the figures in BENCHMARKS.md were measured: GeM fusion at w = 0.5, 8 sketch views
