@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from engine.model.checkpoints import CheckpointError  # noqa: E402
-from engine.runtime import DEFAULT_CHECKPOINT  # noqa: E402
+from engine.model.checkpoints import CheckpointError
+from engine.runtime import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-3  # max abs difference of a stage-1 vector component
