@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import engine
+from engine import runtime
+from engine.search import build_index, run_search
+from engine.search import estimate as estimate_search
+from engine.tiling import parse_crs
 
 from . import PROTOCOL, messages
 from .models import ModelCache, default_model_path, model_files, self_check
@@ -20,8 +24,6 @@ class Context:
 
 
 def hello(params: dict, ctx: Context) -> dict:
-    from engine import runtime
-
     default = default_model_path()
     installed = any(p.is_file() for p in model_files(default) if p.suffix != ".json")
     return {"protocol": PROTOCOL, "engine": engine.__version__, "python": platform.python_version(),
@@ -36,8 +38,6 @@ def load(params: dict, ctx: Context) -> dict:
 
 
 def estimate(params: dict, ctx: Context) -> dict:
-    from engine.search import estimate as estimate_search
-
     extent, options = messages.extent(params.get("extent")), messages.options(params.get("options"))
     sources = messages.sources(params.get("sources"))
     try:
@@ -50,9 +50,6 @@ def estimate(params: dict, ctx: Context) -> dict:
 
 
 def search(params: dict, ctx: Context) -> dict:
-    from engine.search import run_search
-    from engine.tiling import parse_crs
-
     like, unlike = messages.places(params.get("like"), "like"), messages.places(params.get("unlike"), "unlike")
     # Optional when places are liked (search by example); refined searches: see engine/refine.py.
     if params.get("sketch") is None and not like:
@@ -76,8 +73,6 @@ def search(params: dict, ctx: Context) -> dict:
 
 
 def index(params: dict, ctx: Context) -> dict:
-    from engine.search import build_index
-
     extent, options = messages.extent(params.get("extent")), messages.options(params.get("options"))
     sources = messages.sources(params.get("sources"))
     try:

@@ -159,3 +159,17 @@ def test_unusable_index_folder_is_one_line(tmp_path, base, capsys):
     code, _, err = _run(argv, capsys)
     assert code == 2 and "cannot use the tile index folder" in err and err.count("\n") == 1
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_options_left_out_take_the_engines_defaults(rgb_tif):
+    """The command line has no defaults of its own: what it leaves out is SearchOptions()'s."""
+    from engine.cli import build_parser
+    from engine.cli.search import open_inputs
+    from engine.search import SearchOptions
+
+    args = build_parser().parse_args(["search", "--raster", str(rgb_tif), "--sketch", "s.png", "--out", "o.gpkg"])
+    _, _, options = open_inputs(args)
+    assert options == SearchOptions()
+    args = build_parser().parse_args(["index", "build", "--raster", str(rgb_tif)])
+    _, _, options = open_inputs(args)
+    assert options == SearchOptions()
