@@ -28,6 +28,27 @@ def test_stage1_matches_a_full_sort(chunk):
     assert len(stage1_topk(q, vecs[:3], 10)[0]) == 3
 
 
+def test_stage1_chunks_are_bounded_in_bytes(monkeypatch):
+    """Without chunk_rows, a chunk holds CHUNK_BYTES of float32 rows whatever the vector size."""
+    import engine.ranking as ranking
+
+    seen = []
+
+    class Watched(np.ndarray):
+        def __getitem__(self, key):
+            part = np.asarray(real_getitem(self, key))
+            seen.append(len(part))
+            return part
+
+    real_getitem = np.ndarray.__getitem__  # the rows each chunk reads
+    rng = np.random.default_rng(2)
+    vecs, q = _unit(rng, 1000, 64), _unit(rng, 1, 64)[0]
+    monkeypatch.setattr(ranking, "CHUNK_BYTES", 100 * 64 * 4)
+    rows, _ = stage1_topk(q, vecs.view(Watched), 5)
+    assert max(seen) == 100 and len(seen) == 10
+    np.testing.assert_array_equal(rows, np.argsort(-(vecs @ q))[:5])
+
+
 def test_stage1_reads_memory_maps(tmp_path):
     rng = np.random.default_rng(1)
     vecs = _unit(rng, 3000, 16)
