@@ -1,5 +1,5 @@
-"""Facts written in more than one project file agree: the version, and the dependencies that
-pyproject.toml names and requirements.txt pins."""
+"""Facts written in more than one project file agree: the version, the dependencies that
+pyproject.toml names and requirements.txt pins, and the versions the plugin's installer pins."""
 from __future__ import annotations
 
 import configparser
@@ -18,6 +18,15 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith(("#", "-")):
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version.strip()
+    return pins
+
+
 def test_one_version():
     """engine.__version__ is the version; pyproject.toml reads it, metadata.txt (which QGIS reads
     as plain text) repeats it."""
@@ -34,6 +43,13 @@ def test_pyproject_lists_what_requirements_pins():
     listed = {_name(r) for r in project["dependencies"]}
     for extra in project["optional-dependencies"].values():
         listed |= {_name(r) for r in extra}
-    pinned = {_name(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
-    assert listed == pinned - TRANSITIVE_PINS
+    assert listed == set(_pins(ROOT / "requirements.txt")) - TRANSITIVE_PINS
+
+
+def test_the_plugins_engine_environments_pin_the_same_versions():
+    """The engine environments the plugin installs (sketch_search_plugin/requirements/*.in) take the
+    versions tested here, except NumPy (2.x there: the engine runs outside QGIS's NumPy 1.x)."""
+    ours = _pins(ROOT / "requirements.txt")
+    for flavour in ("engine-onnx.in", "engine-torch.in"):
+        theirs = _pins(ROOT / "sketch_search_plugin" / "requirements" / flavour)
+        assert {n: v for n, v in theirs.items() if n != "numpy"} == {n: ours[n] for n in theirs if n != "numpy"}
