@@ -244,7 +244,7 @@ class OnnxEmbedder:
         if len(sketches) == 0:
             return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
-        batch = np.stack([prepare_sketch(s, size, mean, std) for s in sketches])
+        batch = np.stack([prepare_sketch(s, size, mean, std, self.retrieval.sketch_widen) for s in sketches])
         views = self.sketch_views
         if views == 1:
             return Embeddings(self.embed_array(batch), None)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 if TYPE_CHECKING:
     import torch
@@ -177,8 +177,12 @@ def ink_mask(rgb: np.ndarray) -> np.ndarray:
     return official if official.sum() >= 0.5 * faint.sum() else faint
 
 
-def sketch_canvas(source: ImageLike, size: int = 224) -> np.ndarray:
-    """One sketch -> the uint8 (size, size, 3) square the model sees. Raises EmptySketchError without strokes."""
+def sketch_canvas(source: ImageLike, size: int = 224, widen: int = 1) -> np.ndarray:
+    """One sketch -> the uint8 (size, size, 3) square the model sees. Raises EmptySketchError without strokes.
+
+    `widen` (odd, >= 1) thickens the strokes with a widen x widen minimum filter after the sketch is
+    shrunk to `size`: a thin pen stroke shrinks to a faint pixel-wide line there, which features
+    trained on photographs barely respond to (the model card's `sketch_widen`, BENCHMARKS.md)."""
     rgb = sketch_on_white(source)
     ink = ink_mask(rgb)
     if not ink.any():
@@ -194,12 +198,15 @@ def sketch_canvas(source: ImageLike, size: int = 224) -> np.ndarray:
     crop = crop.resize((new_w, new_h), Image.BILINEAR)
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(crop, ((size - new_w) // 2, (size - new_h) // 2))
+    if widen > 1:
+        canvas = canvas.filter(ImageFilter.MinFilter(widen))  # dark strokes on white: min widens them
     return np.asarray(canvas)
 
 
-def prepare_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
+def prepare_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                   widen: int = 1) -> np.ndarray:
     """One sketch -> normalised float32 (3, size, size) array. Raises EmptySketchError without strokes."""
-    return normalise(sketch_canvas(source, size), mean, std)
+    return normalise(sketch_canvas(source, size, widen), mean, std)
 
 
 def prepare_image(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:

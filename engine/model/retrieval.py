@@ -12,6 +12,10 @@ Sketch views: aerial imagery has no "up", so a card may set `"sketch_views": 4` 
 rotations) or `8` (those and their mirror images); a sketch's stage-1 vector is then the mean over
 its views, each part averaged and made unit length again. Only queries change, not tile vectors.
 
+Sketch widening: `"sketch_widen": 3` thickens a sketch's strokes with a 3 x 3 minimum filter once it
+is shrunk to the model's input size (engine.preprocess.sketch_canvas); 1 leaves them as drawn. Only
+queries change.
+
 Importing this module needs no torch (the ONNX Runtime path reads cards too); descriptor networks
 are built on demand.
 """
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
 SKETCH_VIEW_CHOICES = (1, 4, 8)
+SKETCH_WIDEN_CHOICES = (1, 3, 5, 7)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class Fusion:
 class RetrievalSettings:
     fusion: Fusion | None = None
     sketch_views: int = 1
+    sketch_widen: int = 1
 
     def __post_init__(self) -> None:
         if self.fusion is not None and not isinstance(self.fusion, Fusion):
@@ -121,6 +127,9 @@ class RetrievalSettings:
         if isinstance(self.sketch_views, bool) or self.sketch_views not in SKETCH_VIEW_CHOICES:
             raise ValueError(f"unusable sketch_views entry {self.sketch_views!r} "
                              f"(one of {', '.join(map(str, SKETCH_VIEW_CHOICES))})")
+        if isinstance(self.sketch_widen, bool) or self.sketch_widen not in SKETCH_WIDEN_CHOICES:
+            raise ValueError(f"unusable sketch_widen entry {self.sketch_widen!r} "
+                             f"(one of {', '.join(map(str, SKETCH_WIDEN_CHOICES))})")
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> "RetrievalSettings":
@@ -131,11 +140,13 @@ class RetrievalSettings:
             fusion = Fusion.from_card(entry) if entry else None
         except ValueError as exc:
             raise ValueError(f"unusable stage1_fusion entry {entry}: {exc}") from None
-        return cls(fusion, card.get("sketch_views", 1))
+        return cls(fusion, card.get("sketch_views", 1), card.get("sketch_widen", 1))
 
     def to_card(self) -> dict[str, Any]:
         """The card entries, as cards have always written them (stage1_fusion only when set)."""
         card: dict[str, Any] = {"sketch_views": self.sketch_views}
+        if self.sketch_widen != 1:  # cards from before the setting existed stay byte-identical
+            card["sketch_widen"] = self.sketch_widen
         if self.fusion is not None:
             card["stage1_fusion"] = self.fusion.to_card()
         return card
@@ -148,6 +159,6 @@ class RetrievalSettings:
 
     def model_identity(self, card: Mapping[str, Any], name: str) -> str:
         """A model's identity in tile index keys: its weights (or name and path), plus the fusion,
-        which changes tile vectors (sketch views change only queries, so they are not in it)."""
+        which changes tile vectors (sketch views and widening change only queries, so they are not in it)."""
         base = card.get("weights_sha256") or f"{name}:{card.get('path', '')}"
         return base + (self.fusion.key if self.fusion is not None else "")

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..model.checkpoints import load_checkpoint, save_checkpoint
-from ..model.retrieval import SKETCH_VIEW_CHOICES, Fusion, RetrievalSettings
+from ..model.retrieval import SKETCH_VIEW_CHOICES, SKETCH_WIDEN_CHOICES, Fusion, RetrievalSettings
 from ..runtime import DEFAULT_CHECKPOINT
 from .loop import LICENCES
 
@@ -33,15 +33,17 @@ UNSET = object()
 
 
 def ship(checkpoint: Path, figures: dict, out: Path = DEFAULT_CHECKPOINT, name: str | None = None,
-         fusion: Fusion | None = UNSET, sketch_views: int | None = None) -> Path:
-    """fusion: a Fusion, None for none, or UNSET to keep the checkpoint's; sketch_views: None keeps
-    the checkpoint's."""
+         fusion: Fusion | None = UNSET, sketch_views: int | None = None, sketch_widen: int | None = None) -> Path:
+    """fusion: a Fusion, None for none, or UNSET to keep the checkpoint's; sketch_views and
+    sketch_widen: None keeps the checkpoint's."""
     model, card = load_checkpoint(checkpoint)
     retrieval = RetrievalSettings.from_card(card)
     if fusion is not UNSET:
         retrieval = replace(retrieval, fusion=fusion)
     if sketch_views:
         retrieval = replace(retrieval, sketch_views=sketch_views)
+    if sketch_widen:
+        retrieval = replace(retrieval, sketch_widen=sketch_widen)
     training = card.get("training", {})
     new_card = {
         "name": name or card.get("name", model.cfg.name),
@@ -67,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
                                     "(default: as in the checkpoint's card)")
     p.add_argument("--sketch-views", type=int, choices=SKETCH_VIEW_CHOICES,
                    help="average each sketch over its 4 rotations or 8 rotations and mirrors (default: as in the card)")
+    p.add_argument("--sketch-widen", type=int, choices=SKETCH_WIDEN_CHOICES,
+                   help="thicken sketch strokes with an N x N minimum filter at the model's input size "
+                        "(default: as in the card)")
     args = p.parse_args(argv)
     try:
         fusion = UNSET if args.fusion is None else Fusion.parse(args.fusion)
     except ValueError as exc:
         p.error(f"--fusion: {exc}")
     path = ship(Path(args.checkpoint), json.loads(Path(args.figures).read_text()), Path(args.out), args.name,
-                fusion, args.sketch_views)
+                fusion, args.sketch_views, args.sketch_widen)
     print(f"shipped {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

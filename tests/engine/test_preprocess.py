@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from engine.preprocess import EmptySketchError, load_array, preprocess_image, preprocess_sketch, sketch_on_white
+from engine.preprocess import (EmptySketchError, load_array, preprocess_image, preprocess_sketch, sketch_canvas,
+                               sketch_on_white)
 
 
 def _strokes(size=(300, 180), ink=(0, 0, 0), paper=(255, 255, 255), mode="RGB"):
@@ -156,3 +157,16 @@ def test_sketch_file_bytes_and_jpeg_draft(tmp_path):
     arr = load_array(tmp_path / "big.jpg")
     assert arr.shape == (1500, 2500, 3)  # JPEG draft at 1/2: DCT scaling, no full decode
     assert _correlation(preprocess_sketch(tmp_path / "big.jpg").numpy(), preprocess_sketch(im).numpy()) > 0.9
+
+
+def test_widening_thickens_strokes_where_the_sketch_is_shrunk():
+    thin = Image.new("RGB", (512, 512), "white")
+    ImageDraw.Draw(thin).line([(40, 256), (470, 256)], fill="black", width=2)
+    ImageDraw.Draw(thin).line([(256, 40), (256, 470)], fill="black", width=2)
+    as_drawn, widened = sketch_canvas(thin, 160), sketch_canvas(thin, 160, widen=3)
+    dark = lambda a: (a.mean(axis=2) < 128)  # noqa: E731
+    # a 2 px pen shrinks to under a pixel: faint; widened it is about 3 px of full black
+    assert dark(as_drawn).sum() < 0.5 * dark(widened).sum()
+    assert dark(widened)[:, 30].sum() >= 3 and widened.shape == (160, 160, 3)  # a column across the line
+    assert (widened[:, :, 0] < 250).sum() > (as_drawn[:, :, 0] < 250).sum()
+    assert np.array_equal(sketch_canvas(thin, 160, widen=1), as_drawn)

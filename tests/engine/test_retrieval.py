@@ -39,9 +39,11 @@ def test_index_keys_are_byte_for_byte_those_of_existing_indexes(entry, key):
     ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5, "p": 3}}, "keys"),
     ({"stage1_fusion": "efficientnet_lite0_gem"}, "expected"),
     ({"sketch_views": 3}, "sketch_views entry 3"),
+    ({"sketch_widen": 2}, "sketch_widen entry 2"),
+    ({"sketch_widen": True}, "sketch_widen entry True"),
 ])
 def test_unusable_entries_are_one_clear_error(card, words):
-    with pytest.raises(ValueError, match="stage1_fusion|sketch_views") as info:
+    with pytest.raises(ValueError, match="stage1_fusion|sketch_views|sketch_widen") as info:
         RetrievalSettings.from_card(card)
     assert words in str(info.value) and "\n" not in str(info.value)
 
@@ -71,3 +73,11 @@ def test_fuse_is_one_formula_for_numpy_and_torch():
     assert np.allclose(fused @ fused[::-1].T, 0.3 * a @ a[::-1].T + 0.7 * b @ b[::-1].T, atol=1e-6)
     assert np.array_equal(fuse(torch.from_numpy(a), torch.from_numpy(b), 0.3).numpy(), fused)
     assert RetrievalSettings().fuse([a]) is a
+
+
+def test_sketch_widening_is_a_query_setting_kept_out_of_index_keys():
+    plain = {"weights_sha256": "abc", "sketch_views": 8}
+    widened = RetrievalSettings.from_card(plain | {"sketch_widen": 3})
+    assert widened.sketch_widen == 3 and widened.to_card() == {"sketch_views": 8, "sketch_widen": 3}
+    assert RetrievalSettings.from_card(plain).to_card() == {"sketch_views": 8}  # older cards unchanged
+    assert card_identity(plain | {"sketch_widen": 3}) == card_identity(plain) == "abc"
