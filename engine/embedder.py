@@ -24,6 +24,7 @@ from .embeddings import Embeddings
 from .model import MLAGT
 from .model.checkpoints import CheckpointError, load_any
 from .model.retrieval import Fusion, RetrievalSettings, build_descriptor
+from .model.stage1 import SharedTrunkError, shared_level, stage1_outputs
 from .preprocess import ImageLike, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
@@ -65,8 +66,12 @@ class Embedder:
             self.retrieval = RetrievalSettings.from_card(self.card)
         except ValueError as exc:
             raise CheckpointError(self.card.get("path", self.name), f"model card has an {exc}") from None
-        self.descriptor = None
+        self.descriptor, self.shared_level = None, None
         if self.fusion is not None:
+            try:
+                self.shared_level = shared_level(model, self.fusion.descriptor)
+            except SharedTrunkError as exc:
+                raise CheckpointError(self.card.get("path", self.name), f"model card's stage1_fusion: {exc}") from None
             self.descriptor = build_descriptor(self.fusion.descriptor).to(self.device)
             if self.channels_last:
                 self.descriptor = self.descriptor.to(memory_format=torch.channels_last)
@@ -127,8 +132,7 @@ class Embedder:
             if self.channels_last:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                tokens = self.model.forward_features(chunk)
-                glob = self.descriptor(chunk) if self.descriptor is not None else None
+                tokens, glob = stage1_outputs(self.model, self.descriptor, self.shared_level, chunk)
             parts[0].append(F.normalize(self.model.global_vector(tokens).float(), dim=-1).cpu())
             if glob is not None:
                 parts[1].append(F.normalize(glob.float(), dim=-1).cpu())

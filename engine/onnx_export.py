@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .embedder import Embedder
 from .model.checkpoints import CheckpointError
+from .model.stage1 import stage1_outputs
 from .onnx_embedder import FORMAT, INPUT, OUTPUT
 from .runtime import default_model_path
 
@@ -53,11 +54,13 @@ class Stage1Graph(torch.nn.Module):
         if self.descriptor is not None:
             self.descriptor = self.descriptor.to(memory_format=torch.contiguous_format)
         self.retrieval = embedder.retrieval
+        self.shared_level = embedder.shared_level
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        parts = [F.normalize(self.model.global_vector(self.model.forward_features(images)), dim=-1)]
-        if self.descriptor is not None:
-            parts.append(F.normalize(self.descriptor(images), dim=-1))
+        tokens, glob = stage1_outputs(self.model, self.descriptor, self.shared_level, images)
+        parts = [F.normalize(self.model.global_vector(tokens), dim=-1)]
+        if glob is not None:
+            parts.append(F.normalize(glob, dim=-1))
         return self.retrieval.fuse(parts)
 
 

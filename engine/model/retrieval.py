@@ -41,6 +41,10 @@ class FusionDescriptor:
     needs `from_block(feature_map, block)` (see engine.model.pretrained.PooledTrunk)."""
     name: str  # as written in model cards and index keys: never rename one
     builder: str  # "module:function" (relative to engine.model) returning the network, in eval mode
+    # The trunk module of the model whose output this descriptor continues from (its `from_block`),
+    # instead of reading the image again: the frozen early blocks the model and descriptor share run
+    # once per tile (engine.model.stage1). None: the descriptor runs on the image.
+    shared_from: str | None = None
 
     def build(self) -> "torch.nn.Module":
         module, _, function = self.builder.partition(":")
@@ -51,6 +55,8 @@ class FusionDescriptor:
 FUSION_DESCRIPTORS: dict[str, FusionDescriptor] = {d.name: d for d in (
     FusionDescriptor("efficientnet_lite0_gap", ".pretrained:lite0_gap_network"),
     FusionDescriptor("efficientnet_lite0_gem", ".pretrained:lite0_gem_network"),
+    # the same GeM descriptor on the model's own (frozen, half-stored) blocks 0-4: one trunk pass
+    FusionDescriptor("efficientnet_lite0_gem_shared", ".pretrained:lite0_gem_network", shared_from="blocks.4"),
 )}
 
 
