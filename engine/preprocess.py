@@ -228,11 +228,12 @@ def dihedral_views(batch: np.ndarray, views: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
-def preprocess_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> "torch.Tensor":
+def preprocess_sketch(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                      widen: int = 1) -> "torch.Tensor":
     """prepare_sketch as a torch tensor (the PyTorch path and training)."""
     import torch
 
-    return torch.from_numpy(prepare_sketch(source, size, mean, std))
+    return torch.from_numpy(prepare_sketch(source, size, mean, std, widen))
 
 
 def preprocess_image(source: ImageLike, size: int = 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> "torch.Tensor":

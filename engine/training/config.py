@@ -65,6 +65,7 @@ class TrainConfig:
     # The JSON form is the card's: {"descriptor": ..., "model_weight": ...}.
     stage1_fusion: Fusion | None = None
     sketch_views: int = 1
+    sketch_widen: int = 1  # also applied to the training sketches, as queries will be
     # Train for that use: InfoNCE on the fused stage-1 score (w cos CLS + (1 - w) cos descriptor), so
     # the CLS part learns what the fixed descriptor misses; and turn/mirror each cached sketch and
     # image feature map at random (aerial scenes and sketches have no "up").
@@ -80,7 +81,7 @@ class TrainConfig:
             raise ValueError("instance_weight must lie in [0, 1]")
         fusion = self.stage1_fusion
         card = {"stage1_fusion": fusion.to_card() if isinstance(fusion, Fusion) else fusion,
-                "sketch_views": self.sketch_views}
+                "sketch_views": self.sketch_views, "sketch_widen": self.sketch_widen}
         object.__setattr__(self, "stage1_fusion", RetrievalSettings.from_card(card).fusion)  # JSON gives a dict
         if self.fused_infonce and self.stage1_fusion is None:
             raise ValueError("fused_infonce needs a stage1_fusion entry (the descriptor and weight to train against)")
@@ -88,7 +89,7 @@ class TrainConfig:
     @property
     def retrieval(self) -> RetrievalSettings:
         """How the trained model is used for retrieval (goes into every checkpoint's card)."""
-        return RetrievalSettings(self.stage1_fusion, self.sketch_views)
+        return RetrievalSettings(self.stage1_fusion, self.sketch_views, self.sketch_widen)
 
     def resolved(self, path: str) -> Path:
         return expand_path(path)

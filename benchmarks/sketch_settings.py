@@ -1,0 +1,117 @@
+"""How the default card's query settings were chosen: stroke widening (`sketch_widen`) and the
+model's share of the fused score (`stage1_fusion.model_weight`), on our own validation sketches
+(benchmarks/validation_sketches, 10 UC Merced classes), never on the Earth-on-Canvas test sketches.
+The other protocols are measured with the same settings and printed beside, not used to choose.
+
+    .venv/bin/python -m benchmarks.sketch_settings [--checkpoint C] [--widen 1 3 5] [--weights 0.3 0.5 0.7] [--json]
+
+Tile vectors do not depend on either setting: each gallery is embedded once (its two unit-length
+parts kept apart), each query set once per widening, and the weight applied to the parts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.datasets import list_class_folder
+from engine.embedder import Embedder
+from engine.embeddings import Embeddings
+from engine.evaluation.retrieval import evaluate
+from engine.model.checkpoints import load_checkpoint
+from engine.model.retrieval import SKETCH_WIDEN_CHOICES, Fusion, fuse
+from engine.runtime import default_model_path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SKETCH_SEARCH_DATA", ROOT.parent / "shared" / "data"))
+UCM = DATA / "ucm10"
+ZEROSHOT = ROOT / "runs" / "zeroshot"  # python -m engine.evaluation.zeroshot configs/default.json runs/zeroshot
+UCM_CLASSES = sorted(p.name for p in UCM.iterdir()) if UCM.is_dir() else []
+# name -> (query folder, query classes or None, gallery folder, {query class: gallery class}); the first chooses
+PROTOCOLS = {
+    "validation (ours, chooses)": (ROOT / "benchmarks" / "validation_sketches", None, UCM, {}),
+    "EoC Aeroplane -> UCM (test)": (DATA / "eoc_sketches", ["Aeroplane"], UCM, {"Aeroplane": "airplane"}),
+    "samples -> UCM": (ROOT / "samples" / "sketches", ["airplane", "freeway", "harbor", "parkinglot"], UCM, {}),
+    "zero-shot AID (synthetic)": (ZEROSHOT / "queries", None, ZEROSHOT / "gallery", {}),
+}
+
+
+class Fixed:
+    """An encoder whose sketch vectors were computed already (the gallery's go in as gallery_cls)."""
+
+    def __init__(self, sketches: np.ndarray):
+        self.sketches = sketches
+
+    def embed_sketches(self, sketches, with_tokens=False):
+        return Embeddings(self.sketches)
+
+    def embed_images(self, images, with_tokens=False):
+        raise AssertionError("the gallery is passed precomputed")
+
+
+def parts(vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stage-1 vector fused at w = 0.5 -> its two unit-length parts."""
+    return vectors[:, :width] * 2 ** 0.5, vectors[:, width:] * 2 ** 0.5
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def macro_map(summary: dict) -> float:
+    """Mean of the per-class mAPs: each class counts once, however many sketches it has."""
+    return float(np.mean([c["mAP"] for c in summary["per_class"].values()]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--widen", nargs="+", type=int, default=[1, 3, 5], choices=SKETCH_WIDEN_CHOICES)
+    p.add_argument("--weights", nargs="+", type=float, default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    p.add_argument("--json", action="store_true", help="also print every figure as one JSON line")
+    args = p.parse_args(argv)
+    net, card = load_checkpoint(args.checkpoint or default_model_path())
+    base = Embedder(net, card, "cpu").retrieval
+    descriptor = base.fusion.descriptor if base.fusion else "efficientnet_lite0_gem_shared"
+    width = net.cfg.width
+    galleries, rows = {}, []
+    for name, (qdir, classes, gdir, mapping) in PROTOCOLS.items():
+        if not (qdir.is_dir() and gdir.is_dir()):
+            print(f"{name}: skipped ({qdir if not qdir.is_dir() else gdir} is missing)")
+            continue
+        queries, gallery = list_class_folder(qdir, classes=classes), list_class_folder(gdir)
+        if mapping == {} and gdir == UCM:  # our folders are named after the gallery classes
+            queries = [q for q in queries if q.label in UCM_CLASSES]
+        if gdir not in galleries:
+            emb = Embedder(net, card | replace(base, fusion=Fusion(descriptor, 0.5)).to_card(), "cpu")
+            galleries[gdir] = parts(emb.embed_images([g.path for g in gallery]).cls, width)
+        gm, gd = galleries[gdir]
+        for widen in args.widen:
+            settings = replace(base, fusion=Fusion(descriptor, 0.5), sketch_widen=widen)
+            sketch_vectors = Embedder(net, card | settings.to_card(), "cpu").embed_sketches([q.path for q in queries])
+            sm, sd = parts(sketch_vectors.cls, width)
+            for w in args.weights:
+                summary = evaluate(Fixed(unit(fuse(sm, sd, w))), queries, gallery, mapping,
+                                   gallery_cls=unit(fuse(gm, gd, w))).summary
+                rows.append({"protocol": name, "widen": widen, "w": w, "mAP": summary["mAP"], "P@10": summary["P@10"],
+                             "class_mAP": round(macro_map(summary), 4),
+                             "per_class": {c: v["mAP"] for c, v in summary["per_class"].items()}})
+                print(f"{name:32s} widen {widen} w {w:.2f}: mAP {summary['mAP']:.3f} P@10 {summary['P@10']:.3f} "
+                      f"class-mean mAP {rows[-1]['class_mAP']:.3f}  "
+                      + " ".join(f"{c[:8]} {v:.2f}" for c, v in rows[-1]["per_class"].items()), flush=True)
+    chooser = [r for r in rows if r["protocol"].startswith("validation")]
+    if chooser:
+        best = max(chooser, key=lambda r: r["class_mAP"])
+        print(f"chosen on the validation sketches: sketch_widen {best['widen']}, model_weight {best['w']} "
+              f"(class-mean mAP {best['class_mAP']:.3f})")
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
