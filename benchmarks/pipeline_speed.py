@@ -120,7 +120,7 @@ def run_regions(source, grids, size, mean, std, batch, min_valid, threads) -> tu
     from engine.index.tile_reader import RegionReader, read_tiles, region_side
     from engine.preprocess import normalise_batch
 
-    side = region_side(source, grids, threads)
+    side = region_side(source, grids)
     if side is None:
         return run_ours(source, grids, size, mean, std, batch, min_valid, threads)
     t0, n = time.perf_counter(), 0
@@ -225,7 +225,7 @@ def pipeline_only(raster: str, checkpoint: str | None, rounds: int, threads: int
            "scales_m": list(scales), "input_px": size, "batch": batch, "rounds": rounds,
            "tiles_per_s": statistics.median(ours), "workers": threads,
            "tiles_per_s_rounds": [round(v, 1) for v in ours],
-           "regions": region_side(source, grids, threads) is not None,
+           "regions": region_side(source, grids) is not None,
            "per_scale_tiles_per_s": statistics.median(blocks), "per_scale_rounds": [round(v, 1) for v in blocks],
            "regions_speedup": statistics.median(ours) / statistics.median(blocks),
            "cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()}, "uncached": uncached}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,6 @@ READ_TILES = 128        # tiles per read (a block of 8 x 16 at 50 % overlap read
 MAX_READERS = 16        # reader threads at most (beyond that the disk, not the CPU, limits)
 MAX_BLOCK_PX = 1 << 26  # source pixels one read may span (64 Mpx: 0.2 GB of RGB), so fine imagery stays bounded
 REGION_SIDE = 6144      # source pixels a side of a region decoded once for all scales (38 Mpx: 113 MB of RGB)
-REGION_MEMORY = 1 << 30  # bytes of decoded regions held at once by all reader threads together
 
 
 def reader_threads() -> int:
@@ -231,17 +229,15 @@ class BatchReader:
 
 
 # -- several scales of one raster, each region decoded once ----------------------------------------------
-def region_side(source, grids, threads: int | None = None) -> int | None:
+def region_side(source, grids) -> int | None:
     """The side (source pixels) of the squares whose tiles share one decoded region, or None where
     per-scale reads are as cheap: one scale, a source whose regions would not resample as the file
     does (overviews, masks, VRTs: see RasterioSource.region_reads), or tiles so large that a region
-    would decode more than the per-scale reads together. A small raster gets at least about one
-    region per reader thread (a region is read by one thread)."""
+    would decode more than the per-scale reads together."""
     if len(grids) < 2 or not getattr(source, "region_reads", False):
         return None
     biggest = max(max(g.tile_c, g.tile_r) for g in grids)
-    per_side = math.ceil(math.sqrt(threads or reader_threads()))
-    side = int(min(REGION_SIDE - biggest, max(biggest, math.ceil(max(source.width, source.height) / per_side))))
+    side = int(REGION_SIDE - biggest)
     # per-scale block reads decode about 1.2x the raster per scale; regions (side + biggest)^2 / side^2
     # once: worth it only where that is clearly less
     if side < biggest or ((side + biggest) / side) ** 2 > 0.8 * 1.2 * len(grids):
@@ -280,32 +276,42 @@ def region_plan(source, parts: list[tuple], side: int) -> list[tuple[Window, lis
     return plan
 
 
-_DONE = object()
+class _Loaded:
+    """One region of a RegionReader: decoded by the first unit that needs it, freed after its last."""
+
+    def __init__(self, window: Window, units: int):
+        self.window, self.units, self.lock, self.pixels = window, units, threading.Lock(), None
 
 
 class RegionReader:
     """The batches of several scales (`parts`: (grid, tiles) each) of one source, each region of
     the raster decoded once (RasterioSource.region) and every scale's tiles cut from it by `read`
-    (read_tiles), which gives the pixels of per-scale reads. Regions are read ahead by `threads`
-    threads, one region per thread, each with its own handle on the source; a region's decoded
-    pixels and at most two of its units of tiles wait in memory, so memory stays bounded as rasters
-    grow. Iterating yields (part index, tiles of the batch, images or prepared input, kept ids,
-    skipped ids); a part's batches come in the order of its regions."""
+    (read_tiles), which gives the pixels of per-scale reads. Units of about READ_TILES tiles are
+    read ahead in order by `threads` threads, each on a handle of its own on the region, so they
+    share a region's pixels; a region is freed after its last unit, so about two regions are in
+    memory at a time whatever the raster's size. Iterating yields (part index, tiles of the batch,
+    images or prepared input, kept ids, skipped ids); a part's batches come region by region."""
 
     def __init__(self, source, parts: list[tuple], batch: int, size: int, min_valid: float, read: Callable,
                  side: int, threads: int | None = None, prepare: Callable | None = None):
         self.source, self.parts, self.batch, self.size = source, parts, batch, size
         self.min_valid, self.read, self.prepare = min_valid, read, prepare
         self.plan = region_plan(source, parts, side)
-        biggest = max((w.width * w.height for w, _ in self.plan), default=1) * 3 * np.dtype(
-            getattr(source, "dtypes", ("uint8",))[0]).itemsize
-        self.threads = max(1, min(threads or reader_threads(), len(self.plan) or 1, REGION_MEMORY // biggest))
+        per_read = max(1, READ_TILES // batch)
+        self.units, self.regions = [], []
+        for window, groups in self.plan:
+            first = len(self.units)
+            for pi, tiles in groups:
+                tiles = block_order(parts[pi][0], tiles, batch * per_read)
+                self.units += [(len(self.regions), pi, tiles[u:u + batch * per_read])
+                               for u in range(0, len(tiles), batch * per_read)]
+            self.regions.append(_Loaded(window, len(self.units) - first))
+        self.threads = max(1, min(threads or reader_threads(), len(self.units) or 1))
         if not hasattr(source, "clone"):
             self.threads = 1
         self._local = threading.local()
         self._clones: list = []
         self._clones_lock = threading.Lock()
-        self._stop = threading.Event()
 
     def _source(self):
         if self.threads == 1:
@@ -317,69 +323,51 @@ class RegionReader:
                 self._clones.append(src)
         return src
 
-    def _put(self, out: queue.Queue, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self, ri: int, out: queue.Queue) -> None:
-        window, groups = self.plan[ri]
+    def _work(self, unit) -> list[tuple]:
+        ri, pi, tiles = unit
+        region = self.regions[ri]
+        with region.lock:  # the first unit decodes it; the others of the region wait for that
+            if region.pixels is None:
+                region.pixels = self._source().region(region.window)
+            view = region.pixels.open()
         try:
-            region = self._source().region(window)
-            try:
-                for pi, tiles in groups:
-                    grid = self.parts[pi][0]
-                    per_read = max(1, READ_TILES // self.batch)
-                    tiles = block_order(grid, tiles, self.batch * per_read)
-                    for u in range(0, len(tiles), self.batch * per_read):
-                        unit = tiles[u:u + self.batch * per_read]
-                        images, kept, skipped = self.read(region, grid, unit, self.size, self.min_valid)
-                        if self.prepare is not None and len(kept):
-                            images = self.prepare(images)
-                        if not self._put(out, (pi, unit, images, kept, skipped)):
-                            return
-            finally:
-                region.close()
-        except BaseException as exc:  # handed to the consumer, which raises it
-            self._put(out, exc)
-            return
-        self._put(out, _DONE)
-
-    def _split(self, pi, unit, images, kept, skipped):
-        is_kept = np.isin(unit, kept)
-        first = 0
-        for at in range(0, len(unit), self.batch):
-            batch = unit[at:at + self.batch]
+            images, kept, skipped = self.read(view, self.parts[pi][0], tiles, self.size, self.min_valid)
+        finally:
+            view.close()
+            with region.lock:
+                region.units -= 1
+                if region.units == 0:
+                    region.pixels = None
+        if self.prepare is not None and len(kept):
+            images = self.prepare(images)
+        is_kept = np.isin(tiles, kept)
+        out, first = [], 0
+        for at in range(0, len(tiles), self.batch):
+            batch = tiles[at:at + self.batch]
             mine = is_kept[at:at + len(batch)]
             n = int(mine.sum())
-            yield pi, batch, images[first:first + n], batch[mine], batch[~mine]
+            out.append((pi, batch, images[first:first + n], batch[mine], batch[~mine]))
             first += n
+        return out
 
     def __iter__(self):
-        n = len(self.plan)
+        ahead = self.threads + 1  # units in flight: every thread busy, one finished and waiting
         try:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="region-reader") as pool:
-                queues: deque = deque()
+                pending: deque = deque()
                 try:
-                    for ri in range(n):
-                        while len(queues) < self.threads and ri + len(queues) < n:
-                            q: queue.Queue = queue.Queue(maxsize=2)
-                            pool.submit(self._work, ri + len(queues), q)
-                            queues.append(q)
-                        q = queues.popleft()
-                        while (item := q.get()) is not _DONE:
-                            if isinstance(item, BaseException):
-                                raise item
-                            yield from self._split(*item)
+                    for ui in range(len(self.units)):
+                        while len(pending) < ahead and ui + len(pending) < len(self.units):
+                            pending.append(pool.submit(self._work, self.units[ui + len(pending)]))
+                        yield from pending.popleft().result()
                 finally:
-                    self._stop.set()  # producers blocked on a full queue give up
+                    for future in pending:
+                        future.cancel()
         finally:
             for clone in self._clones:
                 close = getattr(clone, "close", None)
                 if close:
                     close()
             self._clones.clear()
+            for region in self.regions:
+                region.pixels = None

@@ -308,10 +308,10 @@ class RasterioSource:
         valid[or0:or1, oc0:oc1] = ok
         return rgb, valid
 
-    def region(self, window: Window, margin: int = 8) -> "RasterioSource":
+    def region(self, window: Window, margin: int = 8) -> "Region":
         """The pixels of `window` (widened by `margin` for the resampling kernels, whole pixels,
-        clipped to the raster) decoded once into memory, as a source of the same geometry: its
-        reads of windows inside the region resample those pixels with GDAL exactly as reads of the
+        clipped to the raster) decoded once into memory: Region.open() gives sources over them
+        whose reads of windows inside the region resample those pixels with GDAL as reads of the
         file do, so the tiles of several scales are cut from one decoding
         (engine/index/tile_reader.py). Only where `region_reads` is true."""
         if not self.region_reads:
@@ -321,26 +321,13 @@ class RasterioSource:
         x1 = min(self.width, int(np.ceil(window.col_off + window.width)) + margin)
         y1 = min(self.height, int(np.ceil(window.row_off + window.height)) + margin)
         unique = list(dict.fromkeys(self.bands))
-        rio_window = RioWindow(x0 - self._offset[0], y0 - self._offset[1], x1 - x0, y1 - y0)
-        mem = rasterio.open("region", "w+", driver="MEM", width=x1 - x0, height=y1 - y0, count=len(unique),
-                            dtype=self._ds.dtypes[unique[0] - 1], transform=self.transform @ Affine.translation(x0, y0))
         try:
             with self._lock:
-                for i, b in enumerate(unique, 1):  # band by band: one band in flight beside the region
-                    mem.write(self._ds.read(b, window=rio_window), i)
+                data = self._ds.read(unique, window=RioWindow(x0 - self._offset[0], y0 - self._offset[1],
+                                                              x1 - x0, y1 - y0))
         except RasterioError as exc:
-            mem.close()
             raise self._unreadable(exc) from None
-        except BaseException:
-            mem.close()
-            raise
-        other = object.__new__(type(self))
-        other.__dict__.update(self.__dict__)
-        other._ds, other._lock = mem, threading.Lock()
-        other._offset = (x0, y0)
-        other.bands = tuple(unique.index(b) + 1 for b in self.bands)  # the region's own band numbers
-        other.region_window = Window(x0, y0, x1 - x0, y1 - y0)
-        return other
+        return Region(self, np.ascontiguousarray(data), x0, y0, tuple(unique.index(b) + 1 for b in self.bands))
 
     def close(self) -> None:
         self._ds.close()
@@ -365,3 +352,34 @@ class RasterioSource:
 
     def __repr__(self) -> str:
         return f"RasterioSource({self.path!r}, bands={self.bands})"
+
+
+# GDAL's names of the NumPy types a raster may have
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+               "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64"}
+
+
+class Region:
+    """Pixels of a part of a raster, decoded once (RasterioSource.region): (bands, rows, cols)."""
+
+    def __init__(self, parent: RasterioSource, data: np.ndarray, x0: int, y0: int, bands: tuple[int, ...]):
+        self.parent, self.data, self.x0, self.y0, self.bands = parent, data, x0, y0, bands
+        self.window = Window(x0, y0, data.shape[2], data.shape[1])
+
+    def open(self) -> RasterioSource:
+        """A source with the raster's geometry that reads this region's pixels, on a GDAL handle of
+        its own (a MEM dataset over the same memory, so threads read one region side by side).
+        Reads must stay inside the region; close it before the region goes."""
+        n, rows, cols = self.data.shape
+        t = self.parent.transform @ Affine.translation(self.x0, self.y0)
+        name = (f"MEM:::DATAPOINTER={self.data.__array_interface__['data'][0]},PIXELS={cols},LINES={rows},"
+                f"BANDS={n},DATATYPE={_GDAL_TYPES[self.data.dtype.name]},PIXELOFFSET={self.data.itemsize},"
+                f"LINEOFFSET={cols * self.data.itemsize},BANDOFFSET={rows * cols * self.data.itemsize},"
+                f"GEOTRANSFORM={t.c!r}/{t.a!r}/{t.b!r}/{t.f!r}/{t.d!r}/{t.e!r}")
+        other = object.__new__(RasterioSource)
+        other.__dict__.update(self.parent.__dict__)
+        with rasterio.Env(GDAL_MEM_ENABLE_OPEN="YES"):  # GDAL opens MEM:: names only when asked to
+            other._ds = rasterio.open(name)
+        other._lock, other._offset, other.bands = threading.Lock(), (self.x0, self.y0), self.bands
+        other.region_window = self.window
+        return other

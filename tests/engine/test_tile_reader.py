@@ -241,7 +241,7 @@ def test_regions_only_where_they_resample_as_the_file(make_tif, pat, tmp_path):
 
     plain = RasterioSource(make_tif("a.tif", pat))
     grids = [make_grid(plain, m, 0.5) for m in (30, 60)]
-    assert plain.region_reads and region_side(plain, grids, threads=1) is not None
+    assert plain.region_reads and region_side(plain, grids) is not None
     assert region_side(plain, grids[:1]) is None  # one scale: nothing to share
     holes = RasterioSource(make_tif("nd.tif", pat, nodata=0))
     assert not holes.region_reads  # GDAL's averages weigh the mask
@@ -249,10 +249,10 @@ def test_regions_only_where_they_resample_as_the_file(make_tif, pat, tmp_path):
     with rasterio.open(tif, "r+") as ds:
         ds.build_overviews([2], Resampling.average)
     assert not RasterioSource(tif).region_reads  # coarse scales read the overviews
-    region = plain.region(grids[0].window(3))
+    view = plain.region(grids[0].window(3)).open()
     with pytest.raises(TypeError):
-        region.clone()
-    region.close()
+        view.clone()
+    view.close()
 
 
 def test_index_built_from_regions_equals_one_built_scale_by_scale(tmp_path, make_tif, pat, emb, monkeypatch):
