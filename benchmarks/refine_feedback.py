@@ -93,8 +93,8 @@ def feedback_rounds(embedder, sketch, source, judge: Judge, options, rounds: int
             found |= cells
         out["liked"].append(len(like))
         t0 = time.perf_counter()
-        result = run_search(embedder, sketch, [source], options=replace(options, top_k=k + len(like) + len(unlike) + 10),
-                            like=like, unlike=unlike)
+        wanted = replace(options, top_k=k + len(like) + len(unlike) + 10)
+        result = run_search(embedder, sketch, [source], options=wanted, like=like, unlike=unlike)
         out["seconds"].append(time.perf_counter() - t0)
         shown = [m for m in result.matches if m.mark is None][:k]
         out["new_finds"].append(precision([judge.right(m) for m in shown], k))

@@ -157,7 +157,8 @@ class Embedder:
         if len(sketches) == 0:
             return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
-        batch = torch.from_numpy(np.stack([prepare_sketch(s, size, mean, std, self.retrieval.sketch_widen) for s in sketches]))
+        widen = self.retrieval.sketch_widen
+        batch = torch.from_numpy(np.stack([prepare_sketch(s, size, mean, std, widen) for s in sketches]))
         views = self.sketch_views
         if views == 1:
             return self.embed_tensor(batch, with_tokens)

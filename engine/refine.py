@@ -237,7 +237,7 @@ def run_refined_search(embedder, sketch, sources: Sequence, extent: Extent | Non
     examples = _example_layers(embedder, sources, like + unlike, options, layers) if like or unlike else []
     work = _work_layers(layers, examples)
     computed, skipped = _compute(embedder, work, options, progress, is_cancelled, "this search")
-    cached = sum(len(l.tiles) for l in work) - computed - skipped
+    cached = sum(len(layer.tiles) for layer in work) - computed - skipped
     _something_to_search(layers, options, "nothing to search")
 
     liked, used = place_vectors(examples, like, settings.min_iou)

@@ -98,7 +98,7 @@ def run():
     dock.sketch_panel.canvas.load_image(ENV["SKETCH_SEARCH_APP_SKETCH"])
     dock.sketch_panel.label = Path(ENV["SKETCH_SEARCH_APP_SKETCH"]).stem
     dock.flow.confirm = lambda text: True  # a large-search question would be answered yes
-    step("inputs ready", layers=[l.name() for l in QgsProject.instance().mapLayers().values()])
+    step("inputs ready", layers=[layer.name() for layer in QgsProject.instance().mapLayers().values()])
     shoot("app_dock_before")
 
     # 6. Search, and wait for the ranked layer.
@@ -109,9 +109,9 @@ def run():
     wait_for(lambda: dock.flow.task is None, 600, "the search to finish")  # preparing, then searching
     task = dock.flow.search_task
     new = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
-    results = [l for l in new if isinstance(l, QgsVectorLayer)]
+    results = [layer for layer in new if isinstance(layer, QgsVectorLayer)]
     step("searched", status=dock.run_panel.status.text(), error=getattr(task, "error", None),
-         layers=[l.name() for l in results], progress=dock.run_panel.progress.text(),
+         layers=[layer.name() for layer in results], progress=dock.run_panel.progress.text(),
          ranks=[f["rank"] for f in results[0].getFeatures()] if results else [],
          scores=[round(f["score"], 4) for f in results[0].getFeatures()] if results else [],
          thumbnails=sum(1 for i in range(rows.count()) if not rows.item(i).icon().isNull()))
@@ -146,9 +146,10 @@ def run():
     wait_for(lambda: dock.flow.task is None, 600, "the refined search to finish")
     task = dock.flow.search_task
     refined = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
-    refined = [l for l in refined if isinstance(l, QgsVectorLayer)]
+    refined = [layer for layer in refined if isinstance(layer, QgsVectorLayer)]
     step("refined", marked=marked, status=dock.run_panel.status.text(), error=getattr(task, "error", None),
-         layers=[l.name() for l in refined], ranks=[f["rank"] for f in refined[0].getFeatures()] if refined else [],
+         layers=[layer.name() for layer in refined],
+         ranks=[f["rank"] for f in refined[0].getFeatures()] if refined else [],
          rows_marked=[rows.item(i).text().split("   ")[0] for i in range(rows.count())])
     shoot("app_refined")
 

@@ -140,7 +140,8 @@ def _trust_host_certificates(staging: Path) -> None:
 
 
 def _probe(root: Path) -> dict:
-    code = ("import sys, json; from qgis.core import Qgis; from qgis.PyQt.QtCore import PYQT_VERSION_STR, QT_VERSION_STR;"
+    code = ("import sys, json; from qgis.core import Qgis; "
+            "from qgis.PyQt.QtCore import PYQT_VERSION_STR, QT_VERSION_STR;"
             "import qgis.PyQt.QtCore as c; print(json.dumps({'qgis': Qgis.version(), 'python': sys.version.split()[0],"
             "'pyqt': ('PyQt6 ' if 'PyQt6' in c.__name__ or 'PyQt6' in repr(c) else 'PyQt5 ') + PYQT_VERSION_STR,"
             "'qt': QT_VERSION_STR}))")

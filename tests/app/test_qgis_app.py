@@ -72,7 +72,8 @@ def test_a_new_user_installs_the_engine_then_searches(tmp_path, plugin_zip, mosa
     assert proc.returncode == 0 and report.get("ok"), context
     steps = {s["step"]: s for s in report["steps"]}
     assert "not installed" in steps["not installed yet"]["banner"], context
-    assert "error" not in steps["install dialog closed"] and "Installed" in steps["install dialog closed"]["status"], context
+    closed = steps["install dialog closed"]
+    assert "error" not in closed and "Installed" in closed["status"], context
     env_dir = tmp_path / "profiles" / "profiles" / "default" / "python" / "sketch_search_env"
     assert steps["engine"]["info"]["runtime"] == "onnx" and env_dir.is_dir(), context  # no GPU here: the small engine
     assert len(steps["searched"]["ranks"]) >= 1 and report["heavy_modules"] == [], context

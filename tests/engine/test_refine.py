@@ -56,7 +56,10 @@ def _tile(result, rank: int) -> Extent:
 # ---- the query vector ------------------------------------------------------------------------------
 def test_refined_vector_moves_toward_liked_and_away_from_unliked():
     rng = np.random.default_rng(0)
-    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
     sketch, liked, unliked = unit(rng.normal(size=16)), unit(rng.normal(size=(3, 16))), unit(rng.normal(size=(2, 16)))
     q = refined_vector(sketch, liked, unliked)
     assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-6)
@@ -106,7 +109,10 @@ def test_refining_moves_the_ranking_toward_liked_and_away_from_unliked(mosaic, e
     vecs = layers[0].entry.cls[layers[0].tiles]
     near = np.argsort(-(vecs @ vecs[layer_index(layers[0], liked)]))[1:6]
     polys = layers[0].grid.polygons(layers[0].tiles[near])
-    ranks = lambda res: np.mean([_rank_of(res.matches, Extent(p, mosaic.crs_wkt)) for p in polys])
+
+    def ranks(res):
+        return np.mean([_rank_of(res.matches, Extent(p, mosaic.crs_wkt)) for p in polys])
+
     assert ranks(after) < ranks(before)
 
 
@@ -292,24 +298,32 @@ def test_worker_refines_and_searches_by_example(tmp_path, worker, mosaic, emb, b
     sketch = {"png_base64": png_base64(np.array(bar_sketch))}
     first = worker.call("search", sketch=sketch, **params)
     assert all(m["mark"] is None for m in first["matches"])  # a plain search marks nothing
-    place = lambda m: {"wkt": m["wkt"], "crs": first["crs_wkt"]}
+
+    def place(m):
+        return {"wkt": m["wkt"], "crs": first["crs_wkt"]}
+
     like, unlike = [place(first["matches"][3])], [place(first["matches"][0])]
     refined = worker.call("search", sketch=sketch, like=like, unlike=unlike, **params)
     # the same as the engine in this process, marks included
     opts = SearchOptions(top_k=10, tile_sizes_m=(60.0,), index_dir=tmp_path / "i")
-    places = lambda marked: [Extent(shapely.from_wkt(p["wkt"]), p["crs"]) for p in marked]
+
+    def places(marked):
+        return [Extent(shapely.from_wkt(p["wkt"]), p["crs"]) for p in marked]
+
     mine = run_search(emb, bar_sketch, [mosaic], AREA, opts, like=places(like), unlike=places(unlike))
     assert_same(refined, mine)
     assert LIKE in [m["mark"] for m in refined["matches"]] and refined["computed"] == 0
     # by example: no sketch (null or left out)
     by_example = worker.call("search", sketch=None, like=like, **params)
-    assert_same(by_example, run_search(emb, None, [mosaic], AREA, opts, like=places(like)))
-    assert_same(worker.call("search", like=like, **params), run_search(emb, None, [mosaic], AREA, opts, like=places(like)))
+    by_example_here = run_search(emb, None, [mosaic], AREA, opts, like=places(like))
+    assert_same(by_example, by_example_here)
+    assert_same(worker.call("search", like=like, **params), by_example_here)
     # one-line user errors
     for extra, message in [({}, "give a sketch, or places"),
                            ({"like": "x"}, "like must be null or a list"),
                            ({"like": [{"wkt": "POINT (1 2)", "crs": UTM}]}, "like[0] must be a polygon"),
-                           ({"unlike": [{"wkt": "POLYGON ((", "crs": UTM}], "sketch": sketch}, "unlike[0] is not valid WKT"),
+                           ({"unlike": [{"wkt": "POLYGON ((", "crs": UTM}], "sketch": sketch},
+                            "unlike[0] is not valid WKT"),
                            ({"like": [{"wkt": box(0, 0, 10, 10).wkt, "crs": UTM}]},
                             "none of the marked places lies over a searched raster")]:
         _, reply = worker.reply(worker.send("search", **{**params, **extra}))

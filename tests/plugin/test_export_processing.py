@@ -13,7 +13,12 @@ from sketch_search_plugin.sketch_canvas import SketchCanvas
 from .conftest import plane_strokes
 
 pytestmark = pytest.mark.qgis
-UTM33 = 'PROJCS["WGS 84 / UTM zone 33N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",15],PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32633"]]'
+UTM33 = ('PROJCS["WGS 84 / UTM zone 33N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+         'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],'
+         'PROJECTION["Transverse_Mercator"],'
+         'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",15],PARAMETER["scale_factor",0.9996],'
+         'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],'
+         'UNIT["metre",1],AUTHORITY["EPSG","32633"]]')
 
 
 def square_wkt(x0: float, y0: float, side: float) -> str:

@@ -98,8 +98,8 @@ def test_package_check_rejects_a_declared_resource_that_is_missing(qgis_app, tmp
     """resources.qrc declares the plugin's own files: one listed but absent fails the build."""
     qrc = ROOT / "resources.qrc"
     original = qrc.read_text()
-    qrc.write_text(original.replace("</qresource>", '  <file alias="x.svg">sketch_search_plugin/icons/missing.svg</file>\n'
-                                                    "</qresource>"))
+    missing = '  <file alias="x.svg">sketch_search_plugin/icons/missing.svg</file>\n'
+    qrc.write_text(original.replace("</qresource>", missing + "</qresource>"))
     try:
         env = {**os.environ, "DIST": str(tmp_path / "dist"), "BUILD": str(tmp_path / "build")}
         built = subprocess.run(["bash", "scripts/package.sh"], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -12,6 +12,7 @@ from sketch_search_plugin import export
 from sketch_search_plugin.refine import FEEDBACK_OF, MARKS, QUERY, RIGHT, WRONG, marks_of, query_of
 
 from .conftest import wait_for
+from .test_export_processing import _plane_sketch
 from .test_search import make_dock, run_to_end
 
 pytestmark = pytest.mark.qgis
@@ -108,7 +109,8 @@ def test_mark_rows_and_features_then_refine(iface, geotiff, tiny_checkpoint, tmp
     rows(dock)[0].setSelected(True)
     example = finish(dock, panel.more_like_this())
     eq = query_of(example)
-    assert eq["sketch_png"] is None and len(eq["like"]) == 1 and eq["unlike"] == [] and example.name().endswith("like #1")
+    assert eq["sketch_png"] is None and len(eq["like"]) == 1 and eq["unlike"] == []
+    assert example.name().endswith("like #1")
     assert example.featureCount() >= 1
     dock.cleanup()
 
@@ -164,9 +166,6 @@ def test_refine_after_saving_and_reopening_the_project(iface, geotiff, tiny_chec
 
 
 # ---- Processing: optional LIKE / UNLIKE polygon layers ------------------------------------------------
-from .test_export_processing import _plane_sketch
-
-
 @pytest.fixture
 def provider(qgis_app):
     from qgis.core import QgsApplication

@@ -83,7 +83,8 @@ def test_search_gives_ranked_layer_in_canvas_crs(iface, geotiff, tiny_checkpoint
     assert not dock.results_panel.list.item(0).icon().isNull()
     assert dock.results_panel.zoom_to_match(result.id(), len(feats))
     last = feats[-1].geometry().boundingBox()
-    assert iface.canvas.extent().contains(last) and iface.canvas.extent().width() < 8 * last.width()  # zoomed in, with context
+    # zoomed in, with context
+    assert iface.canvas.extent().contains(last) and iface.canvas.extent().width() < 8 * last.width()
     assert any("matches in" in text for _, text, _ in iface.messages)
     # The same search again reads every tile from the index and gives the same ranking.
     first = [(f["rank"], round(f["score"], 5)) for f in feats]
