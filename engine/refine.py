@@ -25,8 +25,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import shapely
 
-from .search import (Extent, Match, SearchError, SearchOptions, SearchResult, _compute, _merge, _something_to_search,
-                     _stage1, check_options, plan)
+from .index.store import EMBEDDED, key_hash
+from .plan import Layer, plan
+from .ranking import merge, stage1
+from .search import compute_missing, require_something_to_search
+from .search_types import Extent, Match, SearchError, SearchOptions, SearchResult, check_options
+from .tiling import TilingError, parse_crs, reproject
 
 LIKE, UNLIKE = "like", "unlike"
 
@@ -81,8 +85,6 @@ def refined_vector(sketch: np.ndarray | None, like: np.ndarray, unlike: np.ndarr
 def background_vector(layers, max_rows: int = 4096) -> np.ndarray | None:
     """The mean stage-1 vector of the searched tiles, from an evenly spaced sample of at most
     max_rows of them (a full pass would cost as much as stage 1 itself on a large index)."""
-    from .index.store import EMBEDDED
-
     rows = [layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED] for layer in layers]
     total = sum(len(r) for r in rows)
     if total == 0:
@@ -99,8 +101,6 @@ def background_vector(layers, max_rows: int = 4096) -> np.ndarray | None:
 
 def _places_in(places: Sequence[Extent], crs_wkt: str) -> np.ndarray:
     """The places' geometries in one CRS (array of shapely geometries)."""
-    from .tiling import reproject
-
     out = np.empty(len(places), dtype=object)
     for crs in {p.crs for p in places}:
         idx = [i for i, p in enumerate(places) if p.crs == crs]
@@ -109,8 +109,6 @@ def _places_in(places: Sequence[Extent], crs_wkt: str) -> np.ndarray:
 
 
 def _check_crs(places: Sequence[Extent]) -> None:
-    from .tiling import TilingError, parse_crs
-
     for crs in {p.crs for p in places}:
         try:
             parse_crs(crs)
@@ -122,8 +120,6 @@ def place_vectors(layers, places: Sequence[Extent], min_iou: float) -> tuple[np.
     """One unit vector per place: the embedded tiles (any layer, any scale) whose IoU with the place
     is at least min_iou, weighted by it; the best-fitting tile alone when none reaches it.
     Returns (vectors (P, D), indices of the places that got one: a place over nodata only gets none)."""
-    from .index.store import EMBEDDED
-
     if not places or not layers:
         return np.zeros((0, layers[0].entry.dim if layers else 0), np.float32), []
     by_crs: dict[str, np.ndarray] = {}
@@ -162,9 +158,6 @@ def _example_layers(embedder, sources, places: Sequence[Extent], options: Search
     """The index layers under the marked places (a plan over their union). A layer whose index entry
     the search plan opened already shares that entry object, so a tile is computed once and both
     see it."""
-    from .index.build import Layer
-    from .index.store import key_hash
-
     crs = sources[0].crs_wkt
     union = shapely.union_all(_places_in(places, crs))
     try:
@@ -187,8 +180,6 @@ def _example_layers(embedder, sources, places: Sequence[Extent], options: Search
 
 def _work_layers(layers: list, examples: list) -> list:
     """One layer per index entry covering the tiles of both plans (for computing what is missing)."""
-    from .index.build import Layer
-
     by_entry: dict[int, object] = {}
     for layer in layers + examples:
         seen = by_entry.get(id(layer.entry))
@@ -236,17 +227,17 @@ def run_refined_search(embedder, sketch, sources: Sequence, extent: Extent | Non
     layers, _ = plan(embedder, sources, extent, options)
     examples = _example_layers(embedder, sources, like + unlike, options, layers) if like or unlike else []
     work = _work_layers(layers, examples)
-    computed, skipped = _compute(embedder, work, options, progress, is_cancelled, "this search")
+    computed, skipped = compute_missing(embedder, work, options, progress, is_cancelled, "this search")
     cached = sum(len(layer.tiles) for layer in work) - computed - skipped
-    _something_to_search(layers, options, "nothing to search")
+    require_something_to_search(layers, options, "nothing to search")
 
     liked, used = place_vectors(examples, like, settings.min_iou)
     unliked, _ = place_vectors(examples, unlike, settings.min_iou)
     if sketch is None and not used:
         raise SearchError("the places marked as liked hold no usable tiles (only nodata under them?)")
     query = refined_vector(sketch_vec, liked, unliked, background_vector(layers), settings)
-    hits = _stage1(query, layers, max(options.candidates, 10 * options.top_k))
-    matches = _merge(hits, layers, options, sources)
+    hits = stage1(query, layers, max(options.candidates, 10 * options.top_k))
+    matches = merge(hits, layers, options, sources)
     for m, mark in zip(matches, mark_matches(matches, like, unlike, settings.mark_overlap)):
         m.mark = mark
     return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)

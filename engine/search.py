@@ -51,8 +51,6 @@ __all__ = ["CancelFn", "Estimate", "Extent", "Match", "ProgressFn", "SearchCance
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
 
-# The names engine/refine.py and engine/index/distributed.py still import from here.
-_stage1, _merge = stage1, merge
 
 
 def search(embedder, sketch, sources: Sequence, extent: Extent | None = None,
@@ -92,10 +90,11 @@ def estimate(embedder, sources: Sequence, extent: Extent | None = None,
     options = options or SearchOptions()
     with _as_search_errors():
         layers, skipped = plan(embedder, sources, extent, options)
-        return _estimate(embedder, layers, skipped)
+        return estimate_layers(embedder, layers, skipped)
 
 
-def _estimate(embedder, layers, skipped) -> Estimate:
+def estimate_layers(embedder, layers, skipped) -> Estimate:
+    """estimate() for layers already planned."""
     tiles = sum(len(layer.tiles) for layer in layers)
     todo = sum(len(layer.todo) for layer in layers)
     seconds = todo / _tiles_per_second(embedder) if todo else 0.0
@@ -121,9 +120,9 @@ def _run_search(embedder, sketch, sources, extent, options: SearchOptions, progr
     check_options(options)
     sk = embedder.embed_sketches([sketch], with_tokens=options.stage2)  # fails early on an empty sketch
     layers, _ = plan(embedder, sources, extent, options)
-    computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "this search")
+    computed, skipped = compute_missing(embedder, layers, options, progress, is_cancelled, "this search")
     cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
-    _something_to_search(layers, options, "nothing to search")
+    require_something_to_search(layers, options, "nothing to search")
 
     hits = stage1(sk.cls[0], layers, max(options.candidates, 10 * options.top_k))
     if hits and options.stage2:
@@ -136,29 +135,29 @@ def _run_search(embedder, sketch, sources, extent, options: SearchOptions, progr
     return SearchResult(matches, computed, cached, skipped, time.perf_counter() - t0)
 
 
-def _compute(embedder, layers, options, progress, is_cancelled, what: str,
-             approximate_index: bool = False) -> tuple[int, int]:
+def compute_missing(embedder, layers, options, progress, is_cancelled, what: str,
+                    approximate_index: bool = False) -> tuple[int, int]:
     """Embed the tiles not in the index yet, within the max_tiles limit (approximate_index: and
     give huge entries their ANN index, engine/index/ann.py; index builds only)."""
     todo = sum(len(layer.todo) for layer in layers)
     if todo > options.max_tiles:
-        raise TooManyTiles(f"{what} would compute {_estimate(embedder, layers, []).describe()}, more than the "
+        raise TooManyTiles(f"{what} would compute {estimate_layers(embedder, layers, []).describe()}, more than the "
                            f"limit of {options.max_tiles}: narrow the extent, use fewer or larger tile sizes, "
                            f"or raise the limit (--max-tiles)")
     try:
-        return _user_errors(compute_layers, layers, embedder, options.min_valid, options.stage2, progress,
+        return with_search_errors(compute_layers, layers, embedder, options.min_valid, options.stage2, progress,
                             is_cancelled, approximate_index)
     except Cancelled as exc:
         raise SearchCancelled(str(exc)) from None
 
 
-def _user_errors(fn, *args):
+def with_search_errors(fn, *args):
     """fn(*args), with an unreadable raster or an unusable index as a one-line SearchError."""
     with _as_search_errors():
         return fn(*args)
 
 
-def _something_to_search(layers, options: SearchOptions, what: str) -> None:
+def require_something_to_search(layers, options: SearchOptions, what: str) -> None:
     """A search where every covered tile was skipped is an error that says why."""
     why = nothing_to_search(layers, options.min_valid)
     if why:
@@ -176,7 +175,11 @@ def build_index(embedder, sources: Sequence, extent: Extent | None = None, optio
     with _as_search_errors():
         layers, _ = plan(embedder, sources, extent, options)
         require_writable(layers)
-        computed, skipped = _compute(embedder, layers, options, progress, is_cancelled, "building", True)
+        computed, skipped = compute_missing(embedder, layers, options, progress, is_cancelled, "building", True)
         cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
-        _something_to_search(layers, options, "nothing to index")
+        require_something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)
+
+
+# The old private names engine/index/distributed.py still imports; remove once it uses the public ones.
+_estimate, _something_to_search, _user_errors = estimate_layers, require_something_to_search, with_search_errors
