@@ -9,7 +9,8 @@ per unit. A worker loads the model once (on its own GPU where it has one, `--dev
 unit through the tile reader and returns the vectors; the client commits them as they come (every
 couple of seconds, and on cancel, Ctrl-C or an error), so the index is the one a serial build makes
 and a stopped build resumes with what is missing. Dask runs the task of a lost worker again
-elsewhere: a lost worker costs only its unfinished units.
+elsewhere: a lost worker costs only its unfinished units. A unit that kills every worker taking it
+(Dask gives up after a few) ends the build with one line, the finished units kept.
 
 Workers need the engine importable (the same environment as the client, e.g. the same virtual
 environment on a shared file system) and the rasters at the same paths.
@@ -113,7 +114,7 @@ def compute_layers_dask(client, layers, embedder, checkpoint: str | None, device
                         approximate_index: bool = True) -> tuple[int, int]:
     """compute_layers (engine/index/build.py) with the reading and embedding done by the cluster's
     workers. Returns (embedded, skipped) counts."""
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     from . import ann
 
@@ -133,7 +134,12 @@ def compute_layers_dask(client, layers, embedder, checkpoint: str | None, device
                            for i in range(0, len(todo), unit_tiles)]
                 try:
                     for future in as_completed(futures):
-                        out = future.result()
+                        try:
+                            out = future.result()
+                        except KilledWorker:  # Dask gave up: each worker that took this unit died
+                            raise DaskError(f"Dask workers died again and again computing tiles of {layer.label} "
+                                            f"(out of memory? see the workers' logs); what was computed is kept "
+                                            f"in the index") from None
                         if out["identity"] != embedder.identity:
                             raise DaskError(f"a Dask worker loaded another model ({out['identity'][:16]}) than this "
                                             f"process ({embedder.identity[:16]}): give workers the same checkpoint")

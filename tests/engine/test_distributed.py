@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
+
 from engine.index import list_entries  # noqa: E402
 from engine.index.distributed import build_index_dask  # noqa: E402
 from engine.raster.rasterio_source import RasterioSource  # noqa: E402
@@ -141,3 +143,31 @@ def test_a_lost_worker_and_an_interrupted_client(tmp_path, rgb_tif, emb, tiny_ch
         assert killed and pids[killed[0]] not in client.run(os.getpid).values()  # it died (its nanny made another)
         assert result.cached == partial  # rows committed before the interrupt were not computed again
     assert_same_index(tmp_path / "serial", tmp_path / "dask")
+
+
+class _CrashUnits(WorkerPlugin):
+    """A Dask worker plugin: every worker (and every worker restarted after a crash) dies on its
+    first unit of tiles, as a worker killed by the out-of-memory killer would."""
+
+    name = "crash-units"
+
+    def setup(self, worker):
+        import os
+
+        import engine.index.distributed as dist
+
+        dist.embed_unit = lambda *args, **kwargs: os._exit(1)
+
+
+@pytest.mark.slow  # workers die and restart several times: about a minute
+def test_units_that_kill_every_worker_end_in_one_line(tmp_path, rgb_tif, emb, tiny_checkpoint):
+    from distributed import Client, LocalCluster
+
+    from engine.search import SearchError
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(_CrashUnits())
+        with pytest.raises(SearchError, match="died again and again computing tiles of rgb.tif"):
+            build_index_dask(emb, [RasterioSource(rgb_tif)], client, str(tiny_checkpoint), "cpu",
+                             options=SearchOptions(index_dir=tmp_path / "dask", tile_sizes_m=(60,), stage2=False))
