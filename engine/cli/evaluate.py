@@ -41,7 +41,7 @@ def parse_map(entries: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from ..evaluation.folders import list_class_folder
+    from ..datasets import list_class_folder
     from ..evaluation.retrieval import evaluate
 
     if args.stage2_top < 1:
