@@ -12,8 +12,8 @@ from .errors import InputError
 DEFAULT_TILE_SIZES_M = (60.0, 120.0, 240.0)
 DEFAULT_TOP_K = 20
 MAX_TOP_K = 1000            # one cap for the dock and Processing
-DEFAULT_STAGE2 = False      # as engine.search.DEFAULT_STAGE2: re-ranking lowered precision when measured
-DEFAULT_MAX_TILES = 20000   # engine.search.DEFAULT_MAX_TILES: more new tiles than this are refused
+DEFAULT_STAGE2 = False      # as SearchOptions().stage2: re-ranking lowered precision when measured
+DEFAULT_MAX_TILES = 20000   # as SearchOptions().max_tiles: more new tiles than this are refused
 CONFIRM_TILES = 3000        # the dock asks before computing more tiles (about a minute on a laptop CPU)
 
 
