@@ -175,15 +175,15 @@ def _compute(work, embedder, min_valid, with_tokens, pendings, counts, total, pr
     that gives the same pixels (tile_reader.RegionReader), else layer by layer."""
     source = work[0][0].source
     side = region_side(source, [layer.grid for layer, _ in work]) if len(work) > 1 else None
-    if side is None:
+    prepared = hasattr(embedder, "prepare_batch") and hasattr(embedder, "embed_prepared")
+    reader = None if side is None else RegionReader(
+        source, [(layer.grid, todo) for layer, todo in work], embedder.batch_size, embedder.cfg.img_size, min_valid,
+        lambda *args: read_tiles(*args), side, prepare=embedder.prepare_batch if prepared else None)
+    if reader is None or not reader.worthwhile:
         for (layer, todo), pending in zip(work, pendings):
             _compute_layer(layer, todo, embedder, min_valid, with_tokens, pending, counts, total, progress,
                            is_cancelled)
         return
-    prepared = hasattr(embedder, "prepare_batch") and hasattr(embedder, "embed_prepared")
-    reader = RegionReader(source, [(layer.grid, todo) for layer, todo in work], embedder.batch_size,
-                          embedder.cfg.img_size, min_valid, lambda *args: read_tiles(*args), side,
-                          prepare=embedder.prepare_batch if prepared else None)
     label = f"{source.name} at {'/'.join(f'{layer.grid.tile_m:g}' for layer, _ in work)} m"
     last_commit = time.monotonic()
     with closing(iter(reader)) as stream:

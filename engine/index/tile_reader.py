@@ -297,6 +297,11 @@ class RegionReader:
         self.source, self.parts, self.batch, self.size = source, parts, batch, size
         self.min_valid, self.read, self.prepare = min_valid, read, prepare
         self.plan = region_plan(source, parts, side)
+        # Each tile of a scale owns about one stride^2 of its block reads (x1.2 for the blocks' overlap):
+        # a sparse set (a resumed build's leftovers) is cheaper read scale by scale than region by region.
+        region_px = sum(w.width * w.height for w, _ in self.plan)
+        scale_px = 1.2 * sum(len(tiles) * grid.stride_c * grid.stride_r for grid, tiles in parts)
+        self.worthwhile = region_px < 0.8 * scale_px
         per_read = max(1, READ_TILES // batch)
         self.units, self.regions = [], []
         for window, groups in self.plan:

@@ -249,6 +249,12 @@ def test_regions_only_where_they_resample_as_the_file(make_tif, pat, tmp_path):
     with rasterio.open(tif, "r+") as ds:
         ds.build_overviews([2], Resampling.average)
     assert not RasterioSource(tif).region_reads  # coarse scales read the overviews
+    from engine.index.tile_reader import RegionReader
+
+    side = region_side(plain, grids)
+    whole = RegionReader(plain, [(g, np.arange(g.count)) for g in grids], 8, 64, 0.5, read_tiles, side)
+    leftovers = RegionReader(plain, [(g, np.arange(0, g.count, 9)) for g in grids], 8, 64, 0.5, read_tiles, side)
+    assert whole.worthwhile and not leftovers.worthwhile  # a sparse set is read scale by scale
     view = plain.region(grids[0].window(3)).open()
     with pytest.raises(TypeError):
         view.clone()
