@@ -286,3 +286,20 @@ def test_index_built_from_regions_equals_one_built_scale_by_scale(tmp_path, make
         assert ea["embedded"] == eb["embedded"] > 0 and ea["skipped"] == eb["skipped"]
         np.testing.assert_allclose(np.fromfile(f"{ea['folder']}/cls.f32", np.float32),
                                    np.fromfile(f"{eb['folder']}/cls.f32", np.float32), atol=1e-5)
+
+
+@pytest.mark.parametrize("bands", [(2,), (3, 2, 1)])
+def test_regions_keep_the_band_mapping(make_tif, pat, bands):
+    """Grey and reordered bands: a region holds each band once and reads them as the file does."""
+    from engine.index.tile_reader import RegionReader
+
+    src = RasterioSource(make_tif("a.tif", pat), bands=bands)
+    parts = [(g, np.arange(g.count)) for g in (make_grid(src, m, 0.5) for m in (30, 60))]
+    got = {0: [], 1: []}
+    for pi, _tiles, images, kept, _skipped in RegionReader(src, parts, 8, 64, 0.5, read_tiles, side=125, threads=2):
+        got[pi].append((kept, images))
+    for pi, (grid, tiles) in enumerate(parts):
+        kept = np.concatenate([k for k, _ in got[pi]])
+        ref, ref_kept, _ = read_tiles(src, grid, tiles, 64, 0.5)
+        assert list(np.sort(kept)) == list(ref_kept)
+        np.testing.assert_array_equal(np.concatenate([i for _, i in got[pi]])[np.argsort(kept)], ref)
