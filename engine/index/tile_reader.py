@@ -229,15 +229,16 @@ class BatchReader:
 
 
 # -- several scales of one raster, each region decoded once ----------------------------------------------
-def region_side(source, grids) -> int | None:
+def region_side(source, grids, max_side: int | None = None) -> int | None:
     """The side (source pixels) of the squares whose tiles share one decoded region, or None where
     per-scale reads are as cheap: one scale, a source whose regions would not resample as the file
     does (overviews, masks, VRTs: see RasterioSource.region_reads), or tiles so large that a region
-    would decode more than the per-scale reads together."""
+    would decode more than the per-scale reads together. `max_side`: smaller regions (fewer tiles
+    each), where they still pay."""
     if len(grids) < 2 or not getattr(source, "region_reads", False):
         return None
     biggest = max(max(g.tile_c, g.tile_r) for g in grids)
-    side = int(REGION_SIDE - biggest)
+    side = int(min(REGION_SIDE - biggest, max_side or REGION_SIDE))
     # per-scale block reads decode about 1.2x the raster per scale; regions (side + biggest)^2 / side^2
     # once: worth it only where that is clearly less
     if side < biggest or ((side + biggest) / side) ** 2 > 0.8 * 1.2 * len(grids):
@@ -276,6 +277,15 @@ def region_plan(source, parts: list[tuple], side: int) -> list[tuple[Window, lis
     return plan
 
 
+def regions_worthwhile(plan: list, parts: list[tuple]) -> bool:
+    """Whether decoding the plan's regions reads clearly less than each scale's block reads would."""
+    # Each tile of a scale owns about one stride^2 of its block reads (x1.2 for the blocks' overlap):
+    # a sparse set (a resumed build's leftovers) is cheaper read scale by scale than region by region.
+    region_px = sum(w.width * w.height for w, _ in plan)
+    scale_px = 1.2 * sum(len(tiles) * grid.stride_c * grid.stride_r for grid, tiles in parts)
+    return region_px < 0.8 * scale_px
+
+
 class _Loaded:
     """One region of a RegionReader: decoded by the first unit that needs it, freed after its last."""
 
@@ -297,11 +307,7 @@ class RegionReader:
         self.source, self.parts, self.batch, self.size = source, parts, batch, size
         self.min_valid, self.read, self.prepare = min_valid, read, prepare
         self.plan = region_plan(source, parts, side)
-        # Each tile of a scale owns about one stride^2 of its block reads (x1.2 for the blocks' overlap):
-        # a sparse set (a resumed build's leftovers) is cheaper read scale by scale than region by region.
-        region_px = sum(w.width * w.height for w, _ in self.plan)
-        scale_px = 1.2 * sum(len(tiles) * grid.stride_c * grid.stride_r for grid, tiles in parts)
-        self.worthwhile = region_px < 0.8 * scale_px
+        self.worthwhile = regions_worthwhile(self.plan, parts)
         per_read = max(1, READ_TILES // batch)
         self.units, self.regions = [], []
         for window, groups in self.plan:

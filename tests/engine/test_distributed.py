@@ -171,3 +171,26 @@ def test_units_that_kill_every_worker_end_in_one_line(tmp_path, rgb_tif, emb, ti
         with pytest.raises(SearchError, match="died again and again computing tiles of rgb.tif"):
             build_index_dask(emb, [RasterioSource(rgb_tif)], client, str(tiny_checkpoint), "cpu",
                              options=SearchOptions(index_dir=tmp_path / "dask", tile_sizes_m=(60,), stage2=False))
+
+
+def test_dask_regions_equal_serial(tmp_path, rgb_tif, emb, tiny_checkpoint, client, monkeypatch):
+    """Where a raster's scales share decoded regions, a task computes every scale of a region; the
+    index is still the serial one."""
+    import engine.index.distributed as dist
+
+    src = RasterioSource(rgb_tif)
+    opts = dict(tile_sizes_m=(20, 60), stage2=False)
+    build_index(emb, [src], options=SearchOptions(index_dir=tmp_path / "serial", **opts))
+    seen = tmp_path / "regions.txt"  # tasks are pickled, even to in-process workers: they tell through a file
+    real = dist.embed_region
+
+    def counted(source, parts, *args):
+        with open(seen, "a") as fh:
+            fh.write(f"{len(parts)}\n")
+        return real(source, parts, *args)
+
+    monkeypatch.setattr(dist, "embed_region", counted)
+    result = build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu",
+                              options=SearchOptions(index_dir=tmp_path / "dask", **opts))
+    assert set(seen.read_text().split()) == {"2"} and result.computed > 0
+    assert_same_index(tmp_path / "serial", tmp_path / "dask")
