@@ -19,6 +19,7 @@ from engine.device import describe_device, pick_device
 from engine.embedder import Embedder
 from engine.model import CONFIGS, MLAGT
 from engine.model.checkpoints import load_checkpoint
+from engine.model.retrieval import FUSION_DESCRIPTORS
 from engine.runtime import default_model_path
 
 
@@ -124,6 +125,34 @@ def onnx_against_torch(embedder: Embedder, batch: int, repeats: int) -> tuple[fl
     return statistics.median(onnx_ips), statistics.median(torch_ips), statistics.median(ratios)
 
 
+def separate_twin(embedder: Embedder) -> Embedder | None:
+    """The same model and card with the fusion descriptor run on the image (two trunk passes), when
+    the card's descriptor shares the model's trunk; None otherwise."""
+    fusion = embedder.fusion
+    shared = FUSION_DESCRIPTORS[fusion.descriptor] if fusion else None
+    if shared is None or shared.shared_from is None:
+        return None
+    twin = next(d.name for d in FUSION_DESCRIPTORS.values() if d.builder == shared.builder and d.shared_from is None)
+    card = embedder.card | {"stage1_fusion": {"descriptor": twin, "model_weight": fusion.model_weight}}
+    return Embedder(embedder.model, card, device=embedder.device)
+
+
+def shared_against_separate(embedder: Embedder, twin: Embedder, batch: int, repeats: int):
+    """Images/s of one trunk pass (the card's shared descriptor) and of two (the separate one),
+    alternated in the same rounds; returns both medians and the median per-round ratio."""
+    size = embedder.cfg.img_size
+    x = torch.randn(batch, 3, size, size)
+    embedder.batch_size = twin.batch_size = batch
+    shared_ips, separate_ips, ratios = [], [], []
+    for _ in range(repeats + 1):
+        t_shared = median_seconds(lambda: embedder.embed_tensor(x), 1)
+        t_separate = median_seconds(lambda: twin.embed_tensor(x), 1)
+        shared_ips.append(batch / t_shared)
+        separate_ips.append(batch / t_separate)
+        ratios.append(t_separate / t_shared)
+    return statistics.median(shared_ips[1:]), statistics.median(separate_ips[1:]), statistics.median(ratios[1:])
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
@@ -153,6 +182,12 @@ def main(argv=None) -> None:
             as_set, single = sketch_query_seconds(embedder, args.repeats)
             print(f"  one sketch query: {as_set * 1000:.0f} ms with its {embedder.sketch_views} views, "
                   f"{single * 1000:.0f} ms as drawn ({as_set / single:.1f}x)")
+        twin = separate_twin(embedder) if name == "default" else None
+        if twin is not None:
+            shared_ips, separate_ips, ratio = shared_against_separate(embedder, twin, batch, args.repeats)
+            print(f"  one trunk pass ({embedder.fusion.descriptor}): {flops / 1e9:.2f} GFLOP, {shared_ips:.1f} img/s "
+                  f"against {flops_per_image(twin) / 1e9:.2f} GFLOP, {separate_ips:.1f} img/s with the descriptor "
+                  f"on the image ({twin.fusion.descriptor}), same rounds: {ratio:.2f}x")
         if name == "default" and device.type == "cpu":
             versus = onnx_against_torch(embedder, batch, args.repeats)
             if versus is None:
