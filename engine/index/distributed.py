@@ -239,8 +239,9 @@ class _Vectors:
 def build_index_dask(embedder, sources, address: str, checkpoint: str | None, device: str | None,
                      extent=None, options=None, progress=None, is_cancelled=None, unit_tiles: int = UNIT_TILES):
     """engine.search.build_index on a Dask cluster (`address`: a scheduler, or local:N)."""
-    from ..search import (SearchCancelled, SearchError, SearchOptions, SearchResult, TooManyTiles, _estimate,
-                          _something_to_search, _user_errors, plan)
+    from ..plan import plan
+    from ..search import estimate_layers, require_something_to_search, with_search_errors
+    from ..search_types import SearchCancelled, SearchError, SearchOptions, SearchResult, TooManyTiles
     from .build import require_writable
 
     t0 = time.perf_counter()
@@ -250,19 +251,19 @@ def build_index_dask(embedder, sources, address: str, checkpoint: str | None, de
     if options.stage2:
         raise SearchError("a Dask build stores stage-1 vectors only (drop --tokens)")
     layers, _ = plan(embedder, sources, extent, options)
-    _user_errors(require_writable, layers)
+    with_search_errors(require_writable, layers)
     todo = sum(len(l.todo) for l in layers)
     if todo > options.max_tiles:
-        raise TooManyTiles(f"building would compute {_estimate(embedder, layers, []).describe()}, more than the "
-                           f"limit of {options.max_tiles}: raise it (--max-tiles)")
+        raise TooManyTiles(f"building would compute {estimate_layers(embedder, layers, []).describe()}, more than "
+                           f"the limit of {options.max_tiles}: raise it (--max-tiles)")
     try:
         with dask_client(address) as client:
-            computed, skipped = _user_errors(compute_layers_dask, client, layers, embedder, checkpoint, device,
-                                             options.min_valid, progress, is_cancelled, unit_tiles)
+            computed, skipped = with_search_errors(compute_layers_dask, client, layers, embedder, checkpoint,
+                                                   device, options.min_valid, progress, is_cancelled, unit_tiles)
     except Cancelled as exc:
         raise SearchCancelled(str(exc)) from None
     except DaskError as exc:
         raise SearchError(str(exc)) from None
     cached = sum(len(l.tiles) for l in layers) - computed - skipped
-    _something_to_search(layers, options, "nothing to index")
+    require_something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)
