@@ -83,7 +83,8 @@ def per_tile_read_tiles(source, grid, tiles, size, min_valid, read=None):
     """The reading of tiles before the tile reader: one resampled window read per tile."""
     images, kept, skipped = [], [], []
     for t in tiles:
-        rgb, valid = read(source, grid.window(t), (size, size)) if read else source.read_rgb(grid.window(t), (size, size))
+        window = grid.window(t)
+        rgb, valid = read(source, window, (size, size)) if read else source.read_rgb(window, (size, size))
         share = valid.mean()
         if share < min_valid or share == 0:
             skipped.append(t)
@@ -318,7 +319,8 @@ def report(result: dict, as_json: bool) -> None:
         line += (f"; per-tile baseline {result['baseline_tiles_per_s']:.0f} tiles/s: "
                  f"{result['speedup']:.1f}x (medians of {result['rounds']} alternating rounds)")
         if "per_tile_now_tiles_per_s" in result:
-            line += f"; the baseline's per-tile loop with today's read_rgb: {result['per_tile_now_tiles_per_s']:.0f} tiles/s"
+            line += (f"; the baseline's per-tile loop with today's read_rgb: "
+                     f"{result['per_tile_now_tiles_per_s']:.0f} tiles/s")
     print(line)
     if as_json:
         print(json.dumps(result))

@@ -153,13 +153,15 @@ def main() -> int:
     ap.add_argument("--checkpoint", help="model to time (default: the shipped model, else a small seeded one)")
     ap.add_argument("--workdir", help="folder for the test rasters and indexes (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="1024/2048 px rasters and 100k vectors: a smoke run")
-    ap.add_argument("--dim", type=int, help="vector size for the stage-1 test (default: the model's stage-1 vector size)")
+    ap.add_argument("--dim", type=int,
+                    help="vector size for the stage-1 test (default: the model's stage-1 vector size)")
     ap.add_argument("--parts", nargs="+", choices=("coldwarm", "memory", "stage1"),
                     default=["coldwarm", "memory", "stage1"], help="which measurements (default: all)")
     ap.add_argument("--pipeline-only", action="store_true",
                     help="time the tile pipeline (read + resample + preprocess, no model) on --raster")
     ap.add_argument("--device", help="time a whole cold search of --raster on this device (cuda, cpu, ...)")
-    ap.add_argument("--raster", help="raster for --pipeline-only / --device (default: a 10240^2 px test GeoTIFF in --workdir)")
+    ap.add_argument("--raster",
+                    help="raster for --pipeline-only / --device (default: a 10240^2 px test GeoTIFF in --workdir)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and the baseline (medians)")
     ap.add_argument("--workers", type=int, help="reader threads (default: the usable CPUs)")
     ap.add_argument("--tile-size", type=float, nargs="+", help="scales in metres (default 60 120 240)")
@@ -187,7 +189,8 @@ def main() -> int:
         dim = args.dim or Embedder.from_checkpoint(ckpt, device="cpu").vector_dim
         s1 = stage1_million(workdir, dim)
         print(f"[stage 1] {s1['vectors']:,} x {s1['dim']} float32 vectors (memory-mapped), top 1000: median "
-              f"{s1['median_s']:.3f} s, best {s1['min_s']:.3f} s (target < 1 s: {'PASS' if s1['median_s'] < 1 else 'FAIL'})")
+              f"{s1['median_s']:.3f} s, best {s1['min_s']:.3f} s "
+              f"(target < 1 s: {'PASS' if s1['median_s'] < 1 else 'FAIL'})")
     if tmp:
         tmp.cleanup()
     return 0
@@ -234,7 +237,8 @@ def memory_report(workdir: Path, small: int, large: int, ckpt: str) -> None:
         print(f"[memory] {size}x{size} px, 307.2 m tiles: {mem[size]['tiles']} tiles in {mem[size]['seconds']:.1f} s, "
               f"peak RSS {mem[size]['maxrss_mib']:.0f} MiB")
     ratio = mem[large]["maxrss_mib"] / mem[small]["maxrss_mib"]
-    print(f"[memory] peak ratio {large}^2 / {small}^2 = {ratio:.2f} (target <= 1.20: {'PASS' if ratio <= 1.2 else 'FAIL'})")
+    print(f"[memory] peak ratio {large}^2 / {small}^2 = {ratio:.2f} "
+          f"(target <= 1.20: {'PASS' if ratio <= 1.2 else 'FAIL'})")
 
 
 if __name__ == "__main__":

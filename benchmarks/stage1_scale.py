@@ -190,7 +190,8 @@ def main() -> int:
     ap.add_argument("--vectors", type=int, default=10_000_000)
     ap.add_argument("--dim", type=int, default=1536, help="vector size (the default model's: 1536)")
     ap.add_argument("--queries", type=int, default=20)
-    ap.add_argument("--workdir", help="folder for the vectors and the index (kept for reruns; default: a temporary one)")
+    ap.add_argument("--workdir",
+                    help="folder for the vectors and the index (kept for reruns; default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--measure-spectrum", metavar="INDEX_DIR",
                     help=f"write the spectrum of the vectors of an index to {SPECTRUM_FILE.name}, then stop")

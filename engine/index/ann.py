@@ -35,7 +35,8 @@ PCA_DIMS, PQ_BYTES = 256, 64
 TRAIN_ROWS = 150_000       # rows sampled to train the PCA, the lists and the codebooks
 ADD_CHUNK = 65_536
 CANDIDATES_PER_HIT, MIN_CANDIDATES = 50, 1_000  # 5,000 rows re-scored for 100 hits: 31 MB of 1536-d rows
-PROBE_SHARE = 1 / 4        # share of the inverted lists probed per query (recall 1.0 at 10^6 synthetic rows, 0.97 at 1/8)
+# share of the inverted lists probed per query (recall 1.0 at 10^6 synthetic rows, 0.97 at 1/8)
+PROBE_SHARE = 1 / 4
 
 log = logging.getLogger(__name__)
 

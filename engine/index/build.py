@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from . import ann
-from .store import EMBEDDED, NOT_DONE, SKIPPED, SPACE_MARGIN, IndexEntry, TileIndexError, free_bytes
+from .store import EMBEDDED, NO_TOKENS, NOT_DONE, SKIPPED, SPACE_MARGIN, IndexEntry, TileIndexError, free_bytes
 from .tile_reader import BatchReader, RegionReader, read_tiles, region_side  # read_tiles: tests slow it down here
 
 COMMIT_SECONDS = 2.0
@@ -85,7 +85,8 @@ def check_disk_space(layers: list[Layer], with_tokens: bool, n_tokens: int | Non
 def require_writable(layers: list[Layer]) -> None:
     """Building an index stores tiles: refuse a folder that cannot be written, before any work
     (a search would compute in memory instead)."""
-    for root in sorted({l.entry.folder.parent for l in layers if l.entry.folder is not None and len(l.todo)}):
+    for root in sorted({layer.entry.folder.parent for layer in layers
+                         if layer.entry.folder is not None and len(layer.todo)}):
         if not _may_write(root):
             raise TileIndexError(f"cannot build the tile index in {root}: the folder cannot be written (read-only "
                                  f"or not yours); choose another with --index-dir or SKETCH_SEARCH_INDEX")
@@ -113,7 +114,7 @@ def compute_layers(layers: list[Layer], embedder, min_valid: float, with_tokens:
     """Embed every not-yet-computed tile of the layers. Returns (embedded, skipped) counts.
     approximate_index: also (re)build the ANN index of entries large enough for one (index builds;
     a search never spends minutes on it)."""
-    total = sum(len(l.todo) for l in layers)
+    total = sum(len(layer.todo) for layer in layers)
     counts = {"done": 0, "embedded": 0, "skipped": 0}
     if total:
         check_disk_space(layers, with_tokens, _token_estimate(embedder))
@@ -270,7 +271,7 @@ def tokens_for(layer: Layer, tiles: np.ndarray, embedder, min_valid: float) -> n
     known = len(entry.problems)
     for problem in entry.verify(tiles)[known:]:
         log.warning("%s; its tiles are computed again", problem)
-    missing = tiles[entry.tokstate[tiles] == 0] if len(tiles) else tiles
+    missing = tiles[entry.tokstate[tiles] == NO_TOKENS] if len(tiles) else tiles
     if len(missing):
         images, kept, _ = read_tiles(layer.source, layer.grid, missing, embedder.cfg.img_size, 0.0)
         emb = embedder.embed_images(images, with_tokens=True)
@@ -313,7 +314,7 @@ def write_tile_layer(layer: Layer) -> None:
 
 def nothing_to_search(layers: list[Layer], min_valid: float) -> str | None:
     """Why no covered tile has a vector (one line, one reason per raster), or None when some has."""
-    if any((l.entry.state[l.tiles] == EMBEDDED).any() for l in layers):
+    if any((layer.entry.state[layer.tiles] == EMBEDDED).any() for layer in layers):
         return None
     by_source: dict[int, list[Layer]] = {}
     for layer in layers:
@@ -322,13 +323,13 @@ def nothing_to_search(layers: list[Layer], min_valid: float) -> str | None:
     reasons = []
     for group in by_source.values():
         src = group[0].source
-        scales = ", ".join(f"{l.grid.tile_m:g}" for l in group)
+        scales = ", ".join(f"{layer.grid.tile_m:g}" for layer in group)
         # the largest share of a tile the raster can fill, at each scale
-        fills = [min(1.0, src.width / l.grid.tile_c) * min(1.0, src.height / l.grid.tile_r) for l in group]
+        fills = [min(1.0, src.width / layer.grid.tile_c) * min(1.0, src.height / layer.grid.tile_r) for layer in group]
         if all(f < max(min_valid, 1e-12) for f in fills):
             share = "a" if min_valid >= 1 else f"{min_valid:.0%} of a"
             reasons.append(f"{src.name} ({src.width} x {src.height} px) is smaller than {share} "
-                           f"{min(l.grid.tile_m for l in group):g} m tile (use a smaller --tile-size)")
+                           f"{min(layer.grid.tile_m for layer in group):g} m tile (use a smaller --tile-size)")
         else:
             reasons.append(f"every tile of {src.name} in the search area ({scales} m) has less than {min_valid:.0%} "
                            f"valid pixels (nodata or outside the raster; lower --min-valid or check the raster's "

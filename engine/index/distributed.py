@@ -141,12 +141,13 @@ def compute_layers_dask(client, layers, embedder, checkpoint: str | None, device
     workers. Returns (embedded, skipped) counts."""
     from . import ann
 
-    total = sum(len(l.todo) for l in layers)
+    total = sum(len(layer.todo) for layer in layers)
     counts = {"done": 0, "embedded": 0, "skipped": 0}
     if total:
         check_disk_space(layers, False)
     if progress:
-        progress(0, total, f"{total} tiles to compute on {len(client.scheduler_info().get('workers', {}))} Dask workers")
+        workers = len(client.scheduler_info().get("workers", {}))
+        progress(0, total, f"{total} tiles to compute on {workers} Dask workers")
     for group in _by_source(layers):
         with ExitStack() as held:  # a raster's scales together: a region's task computes them all
             for layer in group:
@@ -252,7 +253,7 @@ def build_index_dask(embedder, sources, address: str, checkpoint: str | None, de
         raise SearchError("a Dask build stores stage-1 vectors only (drop --tokens)")
     layers, _ = plan(embedder, sources, extent, options)
     with_search_errors(require_writable, layers)
-    todo = sum(len(l.todo) for l in layers)
+    todo = sum(len(layer.todo) for layer in layers)
     if todo > options.max_tiles:
         raise TooManyTiles(f"building would compute {estimate_layers(embedder, layers, []).describe()}, more than "
                            f"the limit of {options.max_tiles}: raise it (--max-tiles)")
@@ -264,6 +265,6 @@ def build_index_dask(embedder, sources, address: str, checkpoint: str | None, de
         raise SearchCancelled(str(exc)) from None
     except DaskError as exc:
         raise SearchError(str(exc)) from None
-    cached = sum(len(l.tiles) for l in layers) - computed - skipped
+    cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
     require_something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)

@@ -39,7 +39,11 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_VERSION = 2
-NOT_DONE, EMBEDDED, SKIPPED = 0, 1, 2
+NOT_DONE = 0       # state: the tile is not computed (or its rows failed their checksum)
+EMBEDDED = 1       # state: the tile's stage-1 vector is stored
+SKIPPED = 2        # state: the tile is mostly nodata and has no vector
+NO_TOKENS = 0      # tokstate: the tile's stage-2 tokens are not stored (or failed their checksum)
+TOKENS_STORED = 1  # tokstate: the tile's stage-2 tokens are stored
 # Rows per checksum block: about this many bytes. A damaged block is recomputed whole; smaller
 # blocks would cost more checks (one Python step per block: 25 000 for a million 1536-d vectors).
 BLOCK_BYTES = 1 << 18
@@ -248,7 +252,7 @@ class IndexEntry:
         self.tokens = None
         if self.n_tokens:
             if self.tok_crc.shape != (self._n_blocks(stored["tok_block_rows"]),):
-                if self.tokstate.any():
+                if (self.tokstate != NO_TOKENS).any():
                     raise _Damaged(f"{folder / COMMIT_FILE} does not fit the entry's tokens")
                 # killed between adding the token file and the next commit: no token stored yet
                 self.tok_crc = np.zeros(self._n_blocks(stored["tok_block_rows"]), np.uint32)
@@ -256,9 +260,9 @@ class IndexEntry:
                 self.tokens = self._map(TOKENS_FILE, np.float16, (self.count, self.n_tokens, self.dim))
             except _Damaged as exc:  # the vectors are fine: only the tokens are computed again
                 self.problems.append(str(exc))
-                self.tokstate[:] = 0
+                self.tokstate[:] = NO_TOKENS
                 self.tok_crc[:] = 0
-        elif self.tokstate.any():
+        elif (self.tokstate != NO_TOKENS).any():
             raise _Damaged(f"{folder / COMMIT_FILE} marks tokens that meta.json does not have")
 
     def _map(self, name: str, dtype, shape: tuple) -> np.ndarray:
@@ -285,14 +289,14 @@ class IndexEntry:
         self._checked = np.union1d(self._checked, tiles)
         if self.folder is None or not self.exists:
             return self.problems
-        self._check_blocks(tiles, self.state, EMBEDDED, self.cls, self.cls_crc, self.meta["block_rows"],
+        self._check_blocks(tiles, self.state, EMBEDDED, NOT_DONE, self.cls, self.cls_crc, self.meta["block_rows"],
                            self._good_cls, VECTOR_FILES[self.meta["dtype"]])
         if self.tokens is not None:
-            self._check_blocks(tiles, self.tokstate, 1, self.tokens, self.tok_crc, self.meta["tok_block_rows"],
-                               self._good_tok, TOKENS_FILE)
+            self._check_blocks(tiles, self.tokstate, TOKENS_STORED, NO_TOKENS, self.tokens, self.tok_crc,
+                               self.meta["tok_block_rows"], self._good_tok, TOKENS_FILE)
         return self.problems
 
-    def _check_blocks(self, tiles, state, done, rows, sums, block_rows, good, name) -> None:
+    def _check_blocks(self, tiles, state, done, undone, rows, sums, block_rows, good, name) -> None:
         blocks = np.unique(tiles // block_rows) if len(tiles) else np.zeros(0, np.int64)
         bad_tiles = 0
         for b in blocks:
@@ -308,7 +312,7 @@ class IndexEntry:
             if ok:
                 good[b] = int(sums[b])
             else:
-                state[lo:hi][mask] = NOT_DONE
+                state[lo:hi][mask] = undone
                 bad_tiles += int(mask.sum())
         if bad_tiles:
             self.problems.append(f"{self.folder / name}: {bad_tiles} tiles failed their checksum")
@@ -404,7 +408,7 @@ class IndexEntry:
         state[skipped] = SKIPPED
         if has_tokens:
             tokens = np.asarray(tokens).astype(np.float16, copy=False)
-            tokstate[token_tiles] = 1
+            tokstate[token_tiles] = TOKENS_STORED
         if not self.stored:
             if len(tiles):
                 self.cls[tiles] = vectors
@@ -417,7 +421,7 @@ class IndexEntry:
         try:
             _write_rows(self.folder / VECTOR_FILES[self.meta["dtype"]], tiles, vectors)
             if has_tokens:
-                tok_crc = self._new_sums(self.tokens, self.tok_crc, tokstate, 1, token_tiles, tokens,
+                tok_crc = self._new_sums(self.tokens, self.tok_crc, tokstate, TOKENS_STORED, token_tiles, tokens,
                                          self.meta["tok_block_rows"])
                 _write_rows(self.folder / TOKENS_FILE, token_tiles, tokens)
             _save_commit(self.folder, state, tokstate, cls_crc, tok_crc)
@@ -480,7 +484,8 @@ class IndexEntry:
     # -- reading -------------------------------------------------------------------------------------
     def counts(self) -> dict:
         return {"tiles": self.count, "embedded": int((self.state == EMBEDDED).sum()),
-                "skipped": int((self.state == SKIPPED).sum()), "with_tokens": int(self.tokstate.sum())}
+                "skipped": int((self.state == SKIPPED).sum()),
+                "with_tokens": int((self.tokstate == TOKENS_STORED).sum())}
 
     def disk_bytes(self) -> int:
         if self.folder is None or not self.folder.is_dir():

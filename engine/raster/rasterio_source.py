@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
 from .source import Window
@@ -177,7 +177,8 @@ class RasterioSource:
             bands = bands * 3
         if len(bands) != 3 or any(not 1 <= b <= ds.count for b in bands):
             ds.close()
-            raise RasterError(f"band mapping {bands} does not fit {self.path} ({ds.count} bands): give 1 or 3 band numbers from 1 to {ds.count}")
+            raise RasterError(f"band mapping {bands} does not fit {self.path} ({ds.count} bands): "
+                              f"give 1 or 3 band numbers from 1 to {ds.count}")
         self.bands = bands
         # GDAL says "all valid" (no nodata, alpha or mask band): its masks would be all 255, so
         # they are not read (a third of a read's time for 8-bit RGB).

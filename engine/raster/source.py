@@ -25,7 +25,9 @@ class Window:
 @runtime_checkable
 class RasterSource(Protocol):
     name: str            # shown to users and stored with each match (layer name or file name)
-    identity: str        # changes whenever the pixels may have changed (path, size, mtime and a digest of some of the bytes; a VRT's sources too; URL, ...)
+    # changes whenever the pixels may have changed (path, size, mtime and a digest of some of the bytes;
+    # a VRT's sources too; URL, ...)
+    identity: str
     crs_wkt: str         # the raster's CRS as WKT
     transform: Affine    # pixel -> CRS coordinates (north-up or rotated)
     width: int           # full-resolution size in pixels

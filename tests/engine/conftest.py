@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp
 
 UTM = "EPSG:32611"  # UTM 11N (where UC Merced's imagery lies)
 
@@ -37,7 +36,8 @@ def write_vrt(path: Path, source: Path, relative: bool = True) -> Path:
         width, height, count, dtypes = ds.width, ds.height, ds.count, ds.dtypes
         gt = ", ".join(repr(v) for v in ds.transform.to_gdal())
         srs = escape(ds.crs.to_wkt(), {'"': "&quot;"})
-    name = os.path.relpath(Path(source).resolve(), Path(path).resolve().parent) if relative else str(Path(source).resolve())
+    resolved = Path(source).resolve()
+    name = os.path.relpath(resolved, Path(path).resolve().parent) if relative else str(resolved)
     gdal_types = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
     bands = "".join(f"""
   <VRTRasterBand dataType="{gdal_types[dtypes[b - 1]]}" band="{b}">

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from engine.index import ann, list_entries  # noqa: E402
-from engine.ranking import stage1_topk  # noqa: E402
-from engine.raster.rasterio_source import RasterioSource  # noqa: E402
-from engine.search import SearchOptions, build_index, run_search  # noqa: E402
+from engine.index import ann, list_entries
+from engine.ranking import stage1_topk
+from engine.raster.rasterio_source import RasterioSource
+from engine.search import SearchOptions, build_index, run_search
 
 
 def clustered(n=8000, dim=32, seed=0):

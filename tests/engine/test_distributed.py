@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
+from distributed.diagnostics.plugin import WorkerPlugin
 
-from engine.index import list_entries  # noqa: E402
-from engine.index.distributed import build_index_dask  # noqa: E402
-from engine.raster.rasterio_source import RasterioSource  # noqa: E402
-from engine.search import SearchCancelled, SearchError, SearchOptions, build_index  # noqa: E402
+from engine.index import list_entries
+from engine.index.distributed import build_index_dask
+from engine.raster.rasterio_source import RasterioSource
+from engine.search import SearchCancelled, SearchError, SearchOptions, build_index
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def test_dask_build_equals_serial_and_resumes(tmp_path, rgb_tif, emb, tiny_check
 
     with pytest.raises(SearchCancelled, match="kept in the index"):
         build_index_dask(emb, [src], client, str(tiny_checkpoint), "cpu",
-                         options=SearchOptions(index_dir=tmp_path / "dask", **opts), is_cancelled=cancel_after_first_unit,
-                         unit_tiles=64)
+                         options=SearchOptions(index_dir=tmp_path / "dask", **opts),
+                         is_cancelled=cancel_after_first_unit, unit_tiles=64)
     partial = sum(e["embedded"] + e["skipped"] for e in list_entries(tmp_path / "dask"))
     assert 0 < partial
     seen = []

@@ -47,7 +47,8 @@ def world(tmp_path_factory, geo, emb, bar_sketch):
     ref2 = _ranking(run_search(emb, bar_sketch, [src], options=SearchOptions(
         **{**opts.__dict__, "use_index": False, "stage2": True})))
     (entry,) = list_entries(index)
-    return {"tif": tif, "index": index, "opts": opts, "stage1": ref1, "stage2": ref2, "entry": Path(entry["folder"]).name}
+    return {"tif": tif, "index": index, "opts": opts, "stage1": ref1, "stage2": ref2,
+            "entry": Path(entry["folder"]).name}
 
 
 def _ranking(result) -> list[tuple[str, float]]:
@@ -479,7 +480,8 @@ def _interrupt_builds(tmp_path, world, tiny_checkpoint, moments, sig) -> list[tu
     results = []
     for moment in moments:
         before = _embedded(tmp_path / "idx")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                                cwd=tmp_path)
         if moment == "computing":
             deadline = time.time() + 120
             while _embedded(tmp_path / "idx") <= before and proc.poll() is None and time.time() < deadline:
@@ -494,7 +496,8 @@ def _interrupt_builds(tmp_path, world, tiny_checkpoint, moments, sig) -> list[tu
 
 def _embedded(index: Path) -> int:
     try:
-        return sum(int((np.load(f / COMMIT_FILE)["state"] != 0).sum()) for f in index.iterdir() if not f.name.startswith("."))
+        return sum(int((np.load(f / COMMIT_FILE)["state"] != 0).sum())
+                   for f in index.iterdir() if not f.name.startswith("."))
     except (OSError, ValueError, KeyError):  # a commit being replaced right now
         return 0
 

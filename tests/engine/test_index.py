@@ -14,7 +14,7 @@ import pytest
 
 from engine.embedder import Embedder
 from engine.index import list_entries, remove_entries
-from engine.index.store import EMBEDDED, NOT_DONE
+from engine.index.store import EMBEDDED
 from engine.raster.rasterio_source import RasterioSource
 from engine.search import SearchCancelled, SearchOptions, run_search
 
@@ -46,7 +46,8 @@ def test_key_changes_with_tiling_model_and_raster(tmp_path, rgb_tif, emb, tiny_c
     run_search(emb, bar_sketch, [src], options=base)
     assert len(list_entries(idx)) == 1
     assert run_search(emb, bar_sketch, [src], options=SearchOptions(**{**base.__dict__, "overlap": 0.25})).computed > 0
-    assert run_search(emb, bar_sketch, [src], options=SearchOptions(**{**base.__dict__, "tile_sizes_m": (90,)})).computed > 0
+    assert run_search(emb, bar_sketch, [src],
+                      options=SearchOptions(**{**base.__dict__, "tile_sizes_m": (90,)})).computed > 0
     assert len(list_entries(idx)) == 3
     # another model (different weights) -> new entry
     import torch

@@ -69,7 +69,8 @@ def test_four_bands_colour_interpretation_and_mapping(make_tif, geo):
     nir = np.full((1, 64, 64), 7, np.uint8)
     # Stored as NIR, B, G, R with colour interpretation saying so.
     data = np.concatenate([nir, img[2:3], img[1:2], img[0:1]])
-    path = make_tif("bgrn.tif", data, colorinterp=[ColorInterp.undefined, ColorInterp.blue, ColorInterp.green, ColorInterp.red])
+    path = make_tif("bgrn.tif", data,
+                    colorinterp=[ColorInterp.undefined, ColorInterp.blue, ColorInterp.green, ColorInterp.red])
     src = RasterioSource(path)
     assert src.bands == (4, 3, 2)
     rgb, _ = src.read_rgb(Window(0, 0, 64, 64), (64, 64))
@@ -91,7 +92,8 @@ def test_nodata_and_alpha_give_invalid_pixels(make_tif, geo):
     alpha = np.full((1, 64, 64), 255, np.uint8)
     alpha[:, 32:] = 0
     src = RasterioSource(make_tif("alpha.tif", np.concatenate([geo.pattern(64, 64), alpha]),
-                                  colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]))
+                                  colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                                               ColorInterp.alpha]))
     _, valid = src.read_rgb(Window(0, 0, 64, 64), (64, 64))
     assert valid[32:].sum() == 0 and valid[:32].all()
 
@@ -183,14 +185,17 @@ def test_nested_and_absolute_vrt_sources_count(tmp_path, geo):
     assert RasterioSource(outer).identity != a_outer  # through the inner VRT to the GeoTIFF
 
 
-@pytest.mark.skipif(not (shutil.which("gdalbuildvrt") and shutil.which("gdalwarp")), reason="GDAL command-line tools absent")
+@pytest.mark.skipif(not (shutil.which("gdalbuildvrt") and shutil.which("gdalwarp")),
+                    reason="GDAL command-line tools absent")
 def test_vrts_written_by_gdal_tools_follow_their_sources(tmp_path, geo):
     """What gdalbuildvrt (SourceFilename, relativeToVRT="1") and gdalwarp -of VRT (SourceDataset)
     write, not only our hand-written XML."""
     a = geo.write_tif(tmp_path / "a.tif", geo.pattern(64, 96, seed=0))
-    b = geo.write_tif(tmp_path / "b.tif", geo.pattern(64, 96, seed=1), transform=Affine(0.3, 0, 500000 + 96 * 0.3, 0, -0.3, 4000000))
+    b = geo.write_tif(tmp_path / "b.tif", geo.pattern(64, 96, seed=1),
+                      transform=Affine(0.3, 0, 500000 + 96 * 0.3, 0, -0.3, 4000000))
     subprocess.run(["gdalbuildvrt", "-q", "mosaic.vrt", "a.tif", "b.tif"], cwd=tmp_path, check=True)
-    subprocess.run(["gdalwarp", "-q", "-of", "VRT", "-t_srs", "EPSG:4326", "b.tif", "warped.vrt"], cwd=tmp_path, check=True)
+    subprocess.run(["gdalwarp", "-q", "-of", "VRT", "-t_srs", "EPSG:4326", "b.tif", "warped.vrt"],
+                   cwd=tmp_path, check=True)
     assert sorted(set(vrt_source_paths(tmp_path / "mosaic.vrt"))) == [str(a.resolve()), str(b.resolve())]
     assert vrt_source_paths(tmp_path / "warped.vrt") == [str(b.resolve())]
     before = {v: RasterioSource(tmp_path / v).identity for v in ("mosaic.vrt", "warped.vrt")}
