@@ -179,7 +179,3 @@ def build_index(embedder, sources: Sequence, extent: Extent | None = None, optio
         cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
         require_something_to_search(layers, options, "nothing to index")
     return SearchResult([], computed, cached, skipped, time.perf_counter() - t0)
-
-
-# The old private names engine/index/distributed.py still imports; remove once it uses the public ones.
-_estimate, _something_to_search, _user_errors = estimate_layers, require_something_to_search, with_search_errors
