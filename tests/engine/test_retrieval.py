@@ -12,8 +12,9 @@ from engine.runtime import MODELS_DIR
 def test_shipped_card_round_trips():
     card = json.loads((MODELS_DIR / "default.json").read_text())
     settings = RetrievalSettings.from_card(card)
-    assert settings.fusion == Fusion("efficientnet_lite0_gem", 0.5) and settings.sketch_views == 8
-    assert settings.to_card() == {k: card[k] for k in ("sketch_views", "stage1_fusion")}
+    assert settings.fusion == Fusion("efficientnet_lite0_gem_shared", 0.5) and settings.sketch_views == 8
+    assert settings.sketch_widen == 3
+    assert settings.to_card() == {k: card[k] for k in ("sketch_views", "sketch_widen", "stage1_fusion")}
 
 
 @pytest.mark.parametrize("entry, key", [
