@@ -1,10 +1,10 @@
 """Make a trained checkpoint the shipped default: half-precision weights plus a model card with
 the architecture summary, training recipe, measured figures, licences, and how retrieval uses the
-model (stage-1 fusion and sketch views: taken from the checkpoint's card, which has them from the
-run config, unless given here).
+model (stage-1 fusion, sketch views and widening: taken from the checkpoint's card, which has them
+from the run config, unless given here).
 
-    python -m engine.training.ship runs/lite0-default/step_00300.safetensors --figures figures.json \
-        [--fusion efficientnet_lite0_gem:0.5] [--sketch-views 8]
+    python -m engine.training.ship runs/lite0-v3/step_00450.safetensors --figures figures.json \
+        [--fusion efficientnet_lite0_gem_shared:0.5] [--sketch-views 8] [--sketch-widen 3]
 """
 from __future__ import annotations
 
