@@ -2,7 +2,7 @@
 gallery of other images of those classes (the sketched images are left out of the gallery, so a
 query cannot simply find its own source image).
 
-    python -m engine.evaluation.zeroshot configs/default.json runs/zeroshot  (held-out classes: the same in every config)
+    python -m engine.evaluation.zeroshot configs/default.json runs/zeroshot  (any config: they hold out the same)
 
 writes OUT/queries/<class>/*.png and OUT/gallery/<class>/* (symbolic links), seeded and reproducible,
 ready for `sketch-search evaluate --queries OUT/queries --gallery OUT/gallery`.
