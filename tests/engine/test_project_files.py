@@ -23,7 +23,7 @@ def _pins(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith(("#", "-")):
             name, _, version = line.partition("==")
-            pins[_name(name)] = version.strip()
+            pins[_name(name)] = version.partition(";")[0].strip()  # the version, not its platform marker
     return pins
 
 
