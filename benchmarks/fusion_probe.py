@@ -8,6 +8,7 @@ card's `stage1_fusion` weight was chosen (on the zero-shot protocol). Usage:
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
     views = args.sketch_views or settings.sketch_views
     # One pass per input: fused at w = 0.5, each part is unit length times sqrt(0.5), so the two halves
     # are the CLS vector and the descriptor, each with the same sketch views.
-    fused_card = card | RetrievalSettings(Fusion(descriptor, 0.5), views).to_card()
+    fused_card = replace(settings, fusion=Fusion(descriptor, 0.5), sketch_views=views).apply_to(card)  # widen: the card's
     fused = Embedder(net, fused_card, "cpu")
     width = net.cfg.width
     split = lambda v: (v[:, :width] * 2 ** 0.5, v[:, width:] * 2 ** 0.5)  # noqa: E731

@@ -87,12 +87,12 @@ def main(argv=None) -> int:
         if mapping == {} and gdir == UCM:  # our folders are named after the gallery classes
             queries = [q for q in queries if q.label in UCM_CLASSES]
         if gdir not in galleries:
-            emb = Embedder(net, card | replace(base, fusion=Fusion(descriptor, 0.5)).to_card(), "cpu")
+            emb = Embedder(net, replace(base, fusion=Fusion(descriptor, 0.5)).apply_to(card), "cpu")
             galleries[gdir] = parts(emb.embed_images([g.path for g in gallery]).cls, width)
         gm, gd = galleries[gdir]
         for widen in args.widen:
             settings = replace(base, fusion=Fusion(descriptor, 0.5), sketch_widen=widen)
-            sketch_vectors = Embedder(net, card | settings.to_card(), "cpu").embed_sketches([q.path for q in queries])
+            sketch_vectors = Embedder(net, settings.apply_to(card), "cpu").embed_sketches([q.path for q in queries])
             sm, sd = parts(sketch_vectors.cls, width)
             for w in args.weights:
                 summary = evaluate(Fixed(unit(fuse(sm, sd, w))), queries, gallery, mapping,

@@ -157,6 +157,12 @@ class RetrievalSettings:
             card["stage1_fusion"] = self.fusion.to_card()
         return card
 
+    def apply_to(self, card: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of `card` whose retrieval entries are exactly these settings (`card | to_card()`
+        would keep an entry that to_card leaves out, such as a sketch_widen other than 1)."""
+        kept = {k: v for k, v in card.items() if k not in ("stage1_fusion", "sketch_views", "sketch_widen")}
+        return kept | self.to_card()
+
     def fuse(self, parts: list):
         """The stage-1 vector from its unit-length parts: [CLS] alone, or [CLS, descriptor] fused."""
         if self.fusion is None:

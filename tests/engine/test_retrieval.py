@@ -82,3 +82,11 @@ def test_sketch_widening_is_a_query_setting_kept_out_of_index_keys():
     assert widened.sketch_widen == 3 and widened.to_card() == {"sketch_views": 8, "sketch_widen": 3}
     assert RetrievalSettings.from_card(plain).to_card() == {"sketch_views": 8}  # older cards unchanged
     assert card_identity(plain | {"sketch_widen": 3}) == card_identity(plain) == "abc"
+
+
+def test_settings_applied_to_a_card_replace_its_own():
+    card = {"weights_sha256": "abc", "sketch_views": 8, "sketch_widen": 3,
+            "stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5}}
+    applied = RetrievalSettings(None, 1, 1).apply_to(card)
+    assert applied == {"weights_sha256": "abc", "sketch_views": 1}
+    assert RetrievalSettings.from_card(applied) == RetrievalSettings()
