@@ -53,8 +53,8 @@ def main(argv=None) -> None:
     descriptor = args.descriptor or (settings.fusion.descriptor if settings.fusion else "efficientnet_lite0_gem")
     views = args.sketch_views or settings.sketch_views
     # One pass per input: fused at w = 0.5, each part is unit length times sqrt(0.5), so the two halves
-    # are the CLS vector and the descriptor, each with the same sketch views.
-    fused_card = replace(settings, fusion=Fusion(descriptor, 0.5), sketch_views=views).apply_to(card)  # widen: the card's
+    # are the CLS vector and the descriptor, each with the same sketch views (and the card's widening).
+    fused_card = replace(settings, fusion=Fusion(descriptor, 0.5), sketch_views=views).apply_to(card)
     fused = Embedder(net, fused_card, "cpu")
     width = net.cfg.width
     split = lambda v: (v[:, :width] * 2 ** 0.5, v[:, width:] * 2 ** 0.5)  # noqa: E731
