@@ -3,7 +3,9 @@ export: the model's encoder tokens and, under fusion, the descriptor's global ve
 
 A descriptor registered with `shared_from` continues from the output of that module of the model's
 own trunk (its frozen early blocks, the same ImageNet weights) instead of running those blocks on the
-image a second time: about 0.3 GFLOP less per tile for the Lite0 GeM partner (BENCHMARKS.md).
+image a second time: about 0.3 GFLOP less per tile for the Lite0 GeM partner (BENCHMARKS.md). Those
+blocks are frozen in training (`freeze_upto` 4); a run that trained them would change the partner too,
+consistently for sketches and tiles, but it would no longer be the ImageNet descriptor.
 """
 from __future__ import annotations
 
