@@ -152,6 +152,49 @@ def _read_block(source, grid, tiles: np.ndarray, at: np.ndarray, size: int, imag
         images[i] = rgb[y:y + size, x:x + size]
 
 
+class _ThreadSources:
+    """One handle on `source` per reading thread (`source.clone()`), or the source itself when one
+    thread reads; `close()` closes the clones."""
+
+    def __init__(self, source, threads: int):
+        self.source, self.threads = source, threads
+        self._local = threading.local()
+        self._clones: list = []
+        self._lock = threading.Lock()
+
+    def get(self):
+        if self.threads == 1:
+            return self.source
+        src = getattr(self._local, "source", None)
+        if src is None:
+            src = self._local.source = self.source.clone()
+            with self._lock:
+                self._clones.append(src)
+        return src
+
+    def close(self) -> None:
+        for clone in self._clones:
+            close = getattr(clone, "close", None)
+            if close:
+                close()
+        self._clones.clear()
+
+
+def _read_ahead(units: list, work: Callable, threads: int, name: str) -> Iterator:
+    """work(unit) for each unit on `threads` threads, its results yielded in unit order; at most
+    threads + 1 units in flight (every thread busy, one finished and waiting)."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name) as pool:
+        pending: deque = deque()
+        try:
+            for ui in range(len(units)):
+                while len(pending) < threads + 1 and ui + len(pending) < len(units):
+                    pending.append(pool.submit(work, units[ui + len(pending)]))
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 class BatchReader:
     """The model's batches of `tiles`, read ahead in order by `threads` threads, each with its own
     handle on the source (`source.clone()` where the source has one; otherwise the source is shared
@@ -178,23 +221,11 @@ class BatchReader:
         self.threads = max(1, min(threads or reader_threads(), len(self.units) or 1))
         if not hasattr(source, "clone"):
             self.threads = 1
-        self._local = threading.local()
-        self._clones: list = []
-        self._clones_lock = threading.Lock()
-
-    def _source(self):
-        if self.threads == 1:
-            return self.source
-        src = getattr(self._local, "source", None)
-        if src is None:
-            src = self._local.source = self.source.clone()
-            with self._clones_lock:
-                self._clones.append(src)
-        return src
+        self._sources = _ThreadSources(source, self.threads)
 
     def _work(self, unit: list[np.ndarray]) -> list[tuple]:
         tiles = np.concatenate(unit)
-        images, kept, skipped = self.read(self._source(), self.grid, tiles, self.size, self.min_valid)
+        images, kept, skipped = self.read(self._sources.get(), self.grid, tiles, self.size, self.min_valid)
         if self.prepare is not None and len(kept):
             images = self.prepare(images)
         # split back into batches: kept and skipped come in the order given
@@ -208,24 +239,10 @@ class BatchReader:
         return out
 
     def __iter__(self):
-        ahead = self.threads + 1  # units in flight: every thread busy, one finished and waiting
         try:
-            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tile-reader") as pool:
-                pending: deque = deque()
-                try:
-                    for ui in range(len(self.units)):
-                        while len(pending) < ahead and ui + len(pending) < len(self.units):
-                            pending.append(pool.submit(self._work, self.units[ui + len(pending)]))
-                        yield from pending.popleft().result()
-                finally:
-                    for future in pending:
-                        future.cancel()
+            yield from _read_ahead(self.units, self._work, self.threads, "tile-reader")
         finally:
-            for clone in self._clones:
-                close = getattr(clone, "close", None)
-                if close:
-                    close()
-            self._clones.clear()
+            self._sources.close()
 
 
 # -- several scales of one raster, each region decoded once ----------------------------------------------
@@ -320,26 +337,14 @@ class RegionReader:
         self.threads = max(1, min(threads or reader_threads(), len(self.units) or 1))
         if not hasattr(source, "clone"):
             self.threads = 1
-        self._local = threading.local()
-        self._clones: list = []
-        self._clones_lock = threading.Lock()
-
-    def _source(self):
-        if self.threads == 1:
-            return self.source
-        src = getattr(self._local, "source", None)
-        if src is None:
-            src = self._local.source = self.source.clone()
-            with self._clones_lock:
-                self._clones.append(src)
-        return src
+        self._sources = _ThreadSources(source, self.threads)
 
     def _work(self, unit) -> list[tuple]:
         ri, pi, tiles = unit
         region = self.regions[ri]
         with region.lock:  # the first unit decodes it; the others of the region wait for that
             if region.pixels is None:
-                region.pixels = self._source().region(region.window)
+                region.pixels = self._sources.get().region(region.window)
             view = region.pixels.open()
         try:
             images, kept, skipped = self.read(view, self.parts[pi][0], tiles, self.size, self.min_valid)
@@ -362,23 +367,9 @@ class RegionReader:
         return out
 
     def __iter__(self):
-        ahead = self.threads + 1  # units in flight: every thread busy, one finished and waiting
         try:
-            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="region-reader") as pool:
-                pending: deque = deque()
-                try:
-                    for ui in range(len(self.units)):
-                        while len(pending) < ahead and ui + len(pending) < len(self.units):
-                            pending.append(pool.submit(self._work, self.units[ui + len(pending)]))
-                        yield from pending.popleft().result()
-                finally:
-                    for future in pending:
-                        future.cancel()
+            yield from _read_ahead(self.units, self._work, self.threads, "region-reader")
         finally:
-            for clone in self._clones:
-                close = getattr(clone, "close", None)
-                if close:
-                    close()
-            self._clones.clear()
+            self._sources.close()
             for region in self.regions:
                 region.pixels = None
