@@ -127,24 +127,12 @@ def open_inputs(args):
 
 def polygon_extent(path: str):
     """The union of the polygons of a vector file, as a search Extent in the file's CRS."""
-    import fiona
     import shapely
-    from shapely.geometry import shape
 
-    if not Path(path).exists():
-        raise UserError(f"--within file not found: {path}")
-    try:
-        with fiona.open(path) as layer:
-            geoms = [shape(f["geometry"]) for f in layer if f["geometry"] is not None]
-            crs = layer.crs_wkt
-    except Exception as exc:  # fiona raises several driver-specific errors
-        raise UserError(f"cannot read --within {path}: {str(exc).splitlines()[0]}") from None
-    area = shapely.union_all([g for g in geoms if g.area > 0]) if geoms else None
-    if area is None or area.is_empty:
-        raise UserError(f"--within {path} holds no polygons")
-    if not crs:
-        raise UserError(f"--within {path} has no CRS")
-    return Extent(area, crs)
+    from .places import read_places
+
+    polygons = read_places(path, "--within")  # the same checks and messages as --like / --unlike
+    return Extent(shapely.union_all([p.geometry for p in polygons]), polygons[0].crs)
 
 
 class ProgressBar:

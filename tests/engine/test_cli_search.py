@@ -142,6 +142,15 @@ def test_within_polygon_file_limits_the_search(tmp_path, base, capsys):
     assert "5 tiles computed" in stdout  # 4 tiles of 60 m and 1 of 120 m touch the square
 
 
+def test_unusable_within_files_are_one_line_each(tmp_path, base, capsys):
+    points = tmp_path / "points.geojson"
+    points.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+                      '"geometry": {"type": "Point", "coordinates": [0, 0]}}]}')
+    for path, words in ((tmp_path / "missing.gpkg", "--within file not found"), (points, "holds no polygons")):
+        code, _, err = _run(base + ["--within", str(path), "--out", str(tmp_path / "m.gpkg")], capsys)
+        assert code == 2 and words in err and "--within" in err and len(err.strip().splitlines()) == 1
+
+
 def test_estimate_prints_counts_and_writes_nothing(tmp_path, base, capsys):
     out = tmp_path / "never.gpkg"
     code, stdout, err = _run(base + ["--out", str(out), "--estimate"], capsys)
