@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fusion_probe import Precomputed
 from engine.datasets import list_class_folder
 from engine.embedder import Embedder
-from engine.embeddings import Embeddings
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
-from engine.model.retrieval import SKETCH_WIDEN_CHOICES, Fusion, fuse
+from engine.model.retrieval import SKETCH_WIDEN_CHOICES, Fusion
 from engine.runtime import default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,26 +40,9 @@ PROTOCOLS = {
 }
 
 
-class Fixed:
-    """An encoder whose sketch vectors were computed already (the gallery's go in as gallery_cls)."""
-
-    def __init__(self, sketches: np.ndarray):
-        self.sketches = sketches
-
-    def embed_sketches(self, sketches, with_tokens=False):
-        return Embeddings(self.sketches)
-
-    def embed_images(self, images, with_tokens=False):
-        raise AssertionError("the gallery is passed precomputed")
-
-
 def parts(vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """A stage-1 vector fused at w = 0.5 -> its two unit-length parts."""
     return vectors[:, :width] * 2 ** 0.5, vectors[:, width:] * 2 ** 0.5
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def macro_map(summary: dict) -> float:
@@ -95,8 +78,7 @@ def main(argv=None) -> int:
             sketch_vectors = Embedder(net, settings.apply_to(card), "cpu").embed_sketches([q.path for q in queries])
             sm, sd = parts(sketch_vectors.cls, width)
             for w in args.weights:
-                summary = evaluate(Fixed(unit(fuse(sm, sd, w))), queries, gallery, mapping,
-                                   gallery_cls=unit(fuse(gm, gd, w))).summary
+                summary = evaluate(Precomputed((sm, gm), (sd, gd), w), queries, gallery, mapping).summary
                 rows.append({"protocol": name, "widen": widen, "w": w, "mAP": summary["mAP"], "P@10": summary["P@10"],
                              "class_mAP": round(macro_map(summary), 4),
                              "per_class": {c: v["mAP"] for c, v in summary["per_class"].items()}})
