@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 STAMP="$VENV/.requirements.sha256"
+NEED_MB=7000  # a fresh .venv with the pinned packages (6.1 GB measured) and pip's room to unpack
 
 need_apt=()
 /usr/bin/python3 -c "import qgis.core" 2>/dev/null || need_apt+=(python3-qgis qgis-providers)
@@ -34,6 +35,14 @@ fi
 
 want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    # PyTorch's PyPI build carries CUDA libraries: the environment takes about 6.5 GB. Say so before pip
+    # fails half-way with "No space left on device".
+    free_mb=$(df -Pm "$VENV" | awk 'NR==2 {print $4}')
+    if [ "$free_mb" -lt "$NEED_MB" ]; then
+        echo "setup: the Python environment needs about $((NEED_MB / 1000)) GB free; $(pwd) has ${free_mb} MB." >&2
+        echo "setup: free some space (old clones, /tmp/pytest-of-$(id -un)) and run this again." >&2
+        exit 1
+    fi
     echo "setup: installing pinned Python packages (first run takes a few minutes)"
     # pip warns once per package when its configuration names a local package folder that is absent: hide that noise
     quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
