@@ -9,7 +9,8 @@ Merging: a greedy non-maximum suppression in one CRS over all scales and rasters
 overlaps a better one (IoU, or containment of the smaller in the larger) joins that match.
 
 `stage1`, `stage2` and `merge` apply these to the layers of a search plan (engine/plan.py) and
-pass hits along as `Hit`s.
+pass hits along as `Hit`s; `distinct_best` gives the best hit of each of the first matches
+(query expansion, engine/expansion.py).
 """
 from __future__ import annotations
 
@@ -131,11 +132,8 @@ def stage2(embedder, sketch_tokens, layers: Sequence, hits: Sequence[Hit], min_v
     return sorted(rescored, key=lambda h: -h.score)
 
 
-def merge(hits: Sequence[Hit], layers: Sequence, options: SearchOptions, sources: Sequence = ()) -> list[Match]:
-    """Polygons in the output CRS; overlapping hits across tiles, scales and rasters become one match.
-    `sources`: the list the search was given, so each match can name its source's position."""
-    if not hits:
-        return []
+def _grouped(hits: Sequence[Hit], layers: Sequence, options: SearchOptions, limit: int):
+    """The hits' polygons in the output CRS and their merge_hits groups (at most `limit`)."""
     out_wkt = parse_crs(options.output_crs or layers[0].source.crs_wkt).to_wkt()
     polys = np.empty(len(hits), dtype=object)
     for li in sorted({h.layer for h in hits}):
@@ -144,7 +142,24 @@ def merge(hits: Sequence[Hit], layers: Sequence, options: SearchOptions, sources
         geoms = layer.grid.polygons(np.array([hits[i].tile for i in idx], np.int64))
         polys[idx] = reproject(geoms, layer.source.crs_wkt, out_wkt)
     scores = np.array([h.score for h in hits], np.float32)
-    groups = merge_hits(polys, scores, options.merge_iou, options.merge_containment, limit=options.top_k)
+    return polys, out_wkt, merge_hits(polys, scores, options.merge_iou, options.merge_containment, limit=limit)
+
+
+def distinct_best(hits: Sequence[Hit], layers: Sequence, options: SearchOptions, count: int) -> list[Hit]:
+    """The best hit of each of the first `count` matches merging would make: different places, not
+    the same place at three scales or in overlapping tiles."""
+    if not hits:
+        return []
+    _, _, groups = _grouped(hits, layers, options, count)
+    return [hits[group[0]] for group in groups]
+
+
+def merge(hits: Sequence[Hit], layers: Sequence, options: SearchOptions, sources: Sequence = ()) -> list[Match]:
+    """Polygons in the output CRS; overlapping hits across tiles, scales and rasters become one match.
+    `sources`: the list the search was given, so each match can name its source's position."""
+    if not hits:
+        return []
+    polys, out_wkt, groups = _grouped(hits, layers, options, options.top_k)
     # By object, not by name: two sources may share a name (the same file added twice).
     position = {id(s): i for i, s in enumerate(sources)}
     matches = []

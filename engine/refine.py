@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import shapely
 
 from .index.store import EMBEDDED, key_hash
 from .plan import Layer, plan
+from .query_update import DEFAULT_SETTINGS, RefineSettings, background_vector, refined_vector, unit
 from .ranking import merge, stage1
 from .search import compute_missing, require_something_to_search
 from .search_types import Extent, Match, SearchError, SearchOptions, SearchResult, check_options
@@ -37,66 +38,8 @@ LIKE, UNLIKE = "like", "unlike"
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RefineSettings:
-    """How marks move the query (defaults chosen on the dev classes by benchmarks/refine_feedback.py)."""
-    sketch_weight: float = 1.0     # a: the sketch's vector
-    like_weight: float = 2.0       # b: the mean vector of the liked places
-    unlike_weight: float = 1.5     # c: the mean vector of the unliked places
-    background_weight: float = 0.75  # g: the mean vector of the searched tiles, taken off the unit query
-    min_iou: float = 0.5           # tiles under a place: those overlapping it by this IoU (else the best one)
-    mark_overlap: float = 0.5      # a match lies on a marked place when they share this much of the smaller
-
-
-DEFAULT_SETTINGS = RefineSettings()
-
-
 class NoPlaceOverRaster(SearchError):
     """None of the marked places lies over a searched raster."""
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return (v / n).astype(np.float32) if n > 1e-12 else v.astype(np.float32)
-
-
-def refined_vector(sketch: np.ndarray | None, like: np.ndarray, unlike: np.ndarray,
-                   background: np.ndarray | None = None, settings: RefineSettings = DEFAULT_SETTINGS) -> np.ndarray:
-    """The query vector from a sketch (D,) or None, liked (L, D) and unliked (U, D) place vectors (all
-    unit length) and the mean vector of the searched tiles (D,) or None. Unit length, so scores stay
-    cosine similarities (with the refined query)."""
-    if sketch is None and len(like) == 0:
-        raise SearchError("nothing to search for: give a sketch or places like the ones wanted")
-    q = np.zeros(like.shape[1] if sketch is None else len(sketch), np.float64)
-    if sketch is not None:
-        q += settings.sketch_weight * np.asarray(sketch, np.float64)
-    if len(like):
-        q += settings.like_weight * np.asarray(like, np.float64).mean(0)
-    if len(unlike):
-        q -= settings.unlike_weight * np.asarray(unlike, np.float64).mean(0)
-    if not np.linalg.norm(q) > 1e-9:
-        raise SearchError("the liked and unliked places cancel each other out: mark different places")
-    q = _unit(q).astype(np.float64)
-    if background is not None and settings.background_weight:
-        q -= settings.background_weight * np.asarray(background, np.float64)
-    return _unit(q)
-
-
-def background_vector(layers, max_rows: int = 4096) -> np.ndarray | None:
-    """The mean stage-1 vector of the searched tiles, from an evenly spaced sample of at most
-    max_rows of them (a full pass would cost as much as stage 1 itself on a large index)."""
-    rows = [layer.tiles[layer.entry.state[layer.tiles] == EMBEDDED] for layer in layers]
-    total = sum(len(r) for r in rows)
-    if total == 0:
-        return None
-    step = max(1, -(-total // max_rows))
-    acc, n = np.zeros(layers[0].entry.dim, np.float64), 0
-    for layer, r in zip(layers, rows):
-        picked = r[::step]
-        if len(picked):
-            acc += np.asarray(layer.entry.cls[picked], np.float64).sum(0)
-            n += len(picked)
-    return (acc / max(n, 1)).astype(np.float32)
 
 
 def _places_in(places: Sequence[Extent], crs_wkt: str) -> np.ndarray:
@@ -148,7 +91,7 @@ def place_vectors(layers, places: Sequence[Extent], min_iou: float) -> tuple[np.
         total = np.zeros(layers[0].entry.dim, np.float64)
         for iou, li, tile in chosen:
             total += iou * np.asarray(layers[li].entry.cls[tile], np.float64)
-        vectors.append(_unit(total))
+        vectors.append(unit(total))
         used.append(pi)
     dim = layers[0].entry.dim
     return (np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)), used

@@ -18,15 +18,17 @@ This is the contract the QGIS plugin and the command line call:
   committed to the index and SearchCancelled is raised promptly.
 - Returns matches best first: Match.geometry is a shapely Polygon in the output CRS
   (options.output_crs, else the first source's CRS), Match.crs_wkt that CRS, rank 1 = best,
-  score higher = better (cosine similarity), source = the source's name, source_index = its position
-  in `sources`, scale = tile size in metres, window = the best tile's pixel window in that source.
+  score higher = better (cosine similarity with the sketch's vector, or the expanded one: engine/expansion.py),
+  source = the source's name, source_index = its position in `sources`, scale = tile size in metres,
+  window = the best tile's pixel window in that source.
 
 Errors meant for the user (too many tiles, extent outside every raster, unknown CRS, an
 unreadable raster, an unusable index folder) are SearchError or its subclasses, with a one-line
 message.
 
 Inside: the options and result types are in engine/search_types.py, what a search covers in
-engine/plan.py, stage 1, stage 2 and merging in engine/ranking.py; this module runs them in order.
+engine/plan.py, stage 1, stage 2 and merging in engine/ranking.py, query expansion (a second stage-1
+pass) in engine/expansion.py; this module runs them in order.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .expansion import expand_query
 from .index import TileIndexError
 from .index.build import Cancelled, compute_layers, nothing_to_search, require_writable
 from .plan import plan
@@ -124,7 +127,11 @@ def _run_search(embedder, sketch, sources, extent, options: SearchOptions, progr
     cached = sum(len(layer.tiles) for layer in layers) - computed - skipped
     require_something_to_search(layers, options, "nothing to search")
 
-    hits = stage1(sk.cls[0], layers, max(options.candidates, 10 * options.top_k))
+    n = max(options.candidates, 10 * options.top_k)
+    hits = stage1(sk.cls[0], layers, n)
+    expansion = embedder.retrieval.query_expansion if options.expansion else 0
+    if hits and expansion:
+        hits = stage1(expand_query(sk.cls[0], hits, layers, options, expansion), layers, n)
     if hits and options.stage2:
         if is_cancelled and is_cancelled():
             raise SearchCancelled("cancelled before re-ranking (tiles kept in the index)")

@@ -52,6 +52,7 @@ class SearchOptions:
     tile_sizes_m: tuple[float, ...] = (60.0, 120.0, 240.0)  # tile edge in ground metres, one scale each
     overlap: float = 0.5                                    # fraction of a tile shared with its neighbour
     stage2: bool = False                                    # cross-attention re-ranking of the best candidates
+    expansion: bool = True                                  # the model card's query expansion (engine/expansion.py)
     candidates: int = 100                                   # stage-1 candidates passed to stage 2 / merging
     min_valid: float = 0.5                                  # tiles with less valid (non-nodata) area are skipped
     merge_iou: float = 0.3                                  # hits overlapping more than this merge into one match

@@ -13,6 +13,7 @@ DEFAULT_TILE_SIZES_M = (60.0, 120.0, 240.0)
 DEFAULT_TOP_K = 20
 MAX_TOP_K = 1000            # one cap for the dock and Processing
 DEFAULT_STAGE2 = False      # as SearchOptions().stage2: re-ranking lowered precision when measured
+DEFAULT_EXPANSION = True    # as SearchOptions().expansion: the model card's query expansion
 DEFAULT_MAX_TILES = 20000   # as SearchOptions().max_tiles: more new tiles than this are refused
 CONFIRM_TILES = 3000        # the dock asks before computing more tiles (about a minute on a laptop CPU)
 
@@ -39,6 +40,7 @@ class SearchSettings:
     top_k: int = DEFAULT_TOP_K
     tile_sizes_m: tuple = DEFAULT_TILE_SIZES_M
     stage2: bool = DEFAULT_STAGE2
+    expansion: bool = DEFAULT_EXPANSION  # search again toward the best few matches (as the model card says)
     web_resolution: float | None = None   # pixel size for web layers in map units; None = automatic
     device: str = "auto"
     checkpoint: str | None = None         # None = the shipped model
@@ -46,4 +48,4 @@ class SearchSettings:
     def protocol(self, output_crs: str | None) -> dict:
         """The worker protocol's `options` (engine.search.SearchOptions fields by name)."""
         return {"top_k": int(self.top_k), "tile_sizes_m": [float(s) for s in self.tile_sizes_m],
-                "stage2": bool(self.stage2), "output_crs": output_crs or None}
+                "stage2": bool(self.stage2), "expansion": bool(self.expansion), "output_crs": output_crs or None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..model.retrieval import MAX_QUERY_EXPANSION
 from . import UserError
 
 
@@ -25,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--stage2", action="store_true", help="re-rank each query's top candidates with cross attention")
     p.add_argument("--stage2-top", type=int, default=100, metavar="K",
                    help="candidates re-ranked by --stage2 (default 100)")
+    p.add_argument("--expansion", type=int, metavar="N",
+                   help="rank again with each query moved toward its N best images, as a search does "
+                        "(default: the model card's query_expansion; 0: none)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line (last line of output)")
     p.set_defaults(handler=run)
@@ -60,16 +64,20 @@ def run(args) -> int:
         from ..embedder import Embedder
         encoder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
         model = {"name": encoder.name, "sha256": encoder.card.get("weights_sha256"), "path": encoder.card.get("path")}
+    retrieval = getattr(encoder, "retrieval", None)  # the baselines have no card: no expansion
+    expansion = args.expansion if args.expansion is not None else getattr(retrieval, "query_expansion", 0)
+    if not 0 <= expansion <= MAX_QUERY_EXPANSION:
+        raise UserError(f"--expansion must be from 0 to {MAX_QUERY_EXPANSION}, got {expansion}")
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.json else None
     result = evaluate(encoder, queries, gallery, mapping, stage2=args.stage2, stage2_top=args.stage2_top,
-                      progress=progress)
+                      progress=progress, expansion=expansion)
     summary = {**result.summary, "model": model}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{model['name']}: mAP {summary['mAP']:.4f}  P@10 {summary['P@10']:.4f}  P@100 {summary['P@100']:.4f}"
               f"  ({summary['queries']} queries, {summary['gallery']} gallery images"
-              f"{', stage 2' if args.stage2 else ''})")
+              f"{', stage 2' if args.stage2 else ''}{f', expansion {expansion}' if expansion else ''})")
         for c, f in summary["per_class"].items():
             print(f"  {c} -> {f['gallery_class']}: mAP {f['mAP']:.4f}  P@10 {f['P@10']:.4f}  P@100 {f['P@100']:.4f}"
                   f"  ({f['queries']} queries)")

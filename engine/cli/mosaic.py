@@ -46,6 +46,9 @@ def register(sub) -> None:
     add_tile_size_option(e)
     e.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULTS.stage2,
                    help="stage-2 re-ranking (default: as in search, %s)" % ("on" if DEFAULTS.stage2 else "off"))
+    e.add_argument("--expansion", action=argparse.BooleanOptionalAction, default=DEFAULTS.expansion,
+                   help="the model card's query expansion (default: as in search, %s)"
+                        % ("on" if DEFAULTS.expansion else "off"))
     e.add_argument("--checkpoint", metavar="PATH", help="model file (default: the shipped model)")
     e.add_argument("--device", default="auto")
     e.add_argument("--index-dir", metavar="DIR", help="tile index folder (default: the user cache)")
@@ -67,7 +70,8 @@ def run_eval(args) -> int:
     from ..runtime import load_embedder
     from ..mosaic_eval import evaluate, list_sketches
 
-    opts = SearchOptions(stage2=args.stage2, index_dir=args.index_dir, tile_sizes_m=tuple(args.tile_size))
+    opts = SearchOptions(stage2=args.stage2, expansion=args.expansion, index_dir=args.index_dir,
+                         tile_sizes_m=tuple(args.tile_size))
     embedder = load_embedder(args.checkpoint, args.device)
     try:
         report = evaluate(embedder, args.raster, args.truth, list_sketches(args.sketches), args.cls, args.top_k,

@@ -84,6 +84,9 @@ def register(sub) -> None:
     p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=DEFAULTS.stage2,
                    help="re-rank the best candidates with cross-attention (default: %s; measured "
                         "to lower precision with the default model)" % ("on" if DEFAULTS.stage2 else "off"))
+    p.add_argument("--expansion", action=argparse.BooleanOptionalAction, default=DEFAULTS.expansion,
+                   help="search a second time with the sketch moved toward its best few matches, as the model "
+                        "card says (default: %s; not with --like/--unlike)" % ("on" if DEFAULTS.expansion else "off"))
     p.add_argument("--estimate", action="store_true",
                    help="only print the tile count and expected time of this search, then stop")
     p.add_argument("--candidates", type=int, default=DEFAULTS.candidates, metavar="N",
@@ -118,7 +121,8 @@ def open_inputs(args):
             raise UserError(str(exc)) from None
     options = SearchOptions(
         top_k=getattr(args, "top_k", DEFAULTS.top_k), tile_sizes_m=tuple(args.tile_size), overlap=args.overlap,
-        stage2=getattr(args, "stage2", DEFAULTS.stage2), candidates=getattr(args, "candidates", DEFAULTS.candidates),
+        stage2=getattr(args, "stage2", DEFAULTS.stage2), expansion=getattr(args, "expansion", DEFAULTS.expansion),
+        candidates=getattr(args, "candidates", DEFAULTS.candidates),
         min_valid=args.min_valid, max_tiles=args.max_tiles, output_crs=getattr(args, "out_crs", None),
         index_dir=args.index_dir, use_index=not args.no_index)
     check_options(options)  # before the model loads

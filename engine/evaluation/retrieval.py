@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..datasets import Item
+from ..query_update import expanded_vector
 from .metrics import average_precision, precision_at, ranking
 
 
@@ -51,8 +52,10 @@ class Result:
 
 def evaluate(encoder: Encoder, queries: list[Item], gallery: list[Item], mapping: dict[str, str],
              stage2: bool = False, stage2_top: int = 100, gallery_cls: np.ndarray | None = None,
-             progress: Callable[[str], None] | None = None) -> Result:
-    """Rank the whole gallery for every query and compute mAP, P@10, P@100 overall and per class."""
+             progress: Callable[[str], None] | None = None, expansion: int = 0) -> Result:
+    """Rank the whole gallery for every query and compute mAP, P@10, P@100 overall and per class.
+    `expansion`: rank again with each query moved toward its best `expansion` gallery images, as a
+    search does with the card's query_expansion (engine/expansion.py; the gallery is the background)."""
     match = class_matcher(sorted({q.label for q in queries}), sorted({g.label for g in gallery}), mapping)
     gallery_labels = np.array([g.label for g in gallery])
     say = progress or (lambda msg: None)
@@ -64,9 +67,12 @@ def evaluate(encoder: Encoder, queries: list[Item], gallery: list[Item], mapping
         g_emb = encoder.embed_images([g.path for g in gallery], with_tokens=stage2)
         gallery_cls, g_tokens = g_emb.cls, g_emb.tokens
     scores = q_emb.cls @ gallery_cls.T
+    background = gallery_cls.mean(0) if expansion else None
     aps, p10s, p100s, tops = [], [], [], []
     for qi, query in enumerate(queries):
         order = ranking(scores[qi])
+        if expansion:
+            order = ranking(gallery_cls @ expanded_vector(q_emb.cls[qi], gallery_cls[order[:expansion]], background))
         if stage2:
             pair = lambda idx: encoder.pair_scores(q_emb.tokens[qi], g_tokens[torch.from_numpy(idx)])  # noqa: E731
             order = rerank_stage2(order, pair, stage2_top)
@@ -88,7 +94,7 @@ def evaluate(encoder: Encoder, queries: list[Item], gallery: list[Item], mapping
                         "top10_classes": dict(top10.most_common())}
     summary = {"mAP": round(float(aps.mean()), 4), "P@10": round(float(p10s.mean()), 4),
                "P@100": round(float(p100s.mean()), 4), "queries": len(queries), "gallery": len(gallery),
-               "stage2": stage2, "per_class": per_class}
+               "stage2": stage2, "expansion": expansion, "per_class": per_class}
     if stage2:
         summary["stage2_top"] = stage2_top
     return Result(aps, p10s, p100s, summary)

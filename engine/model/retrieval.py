@@ -16,6 +16,10 @@ Sketch widening: `"sketch_widen": 3` thickens a sketch's strokes with a 3 x 3 mi
 is shrunk to the model's input size (engine.preprocess.sketch_canvas); 1 leaves them as drawn. Only
 queries change.
 
+Query expansion: `"query_expansion": 3` runs stage 1 a second time with the sketch's vector moved
+toward its 3 best distinct matches (engine/expansion.py); 0 (cards without the entry) does not. Only
+queries change.
+
 Importing this module needs no torch (the ONNX Runtime path reads cards too); descriptor networks
 are built on demand.
 """
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
 
 SKETCH_VIEW_CHOICES = (1, 4, 8)
 SKETCH_WIDEN_CHOICES = (1, 3, 5, 7)
+MAX_QUERY_EXPANSION = 20
+CARD_ENTRIES = ("stage1_fusion", "sketch_views", "sketch_widen", "query_expansion")  # what RetrievalSettings reads
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class RetrievalSettings:
     fusion: Fusion | None = None
     sketch_views: int = 1
     sketch_widen: int = 1
+    query_expansion: int = 0  # best distinct matches a search's second stage-1 pass moves toward
 
     def __post_init__(self) -> None:
         if self.fusion is not None and not isinstance(self.fusion, Fusion):
@@ -136,6 +143,9 @@ class RetrievalSettings:
         if isinstance(self.sketch_widen, bool) or self.sketch_widen not in SKETCH_WIDEN_CHOICES:
             raise ValueError(f"unusable sketch_widen entry {self.sketch_widen!r} "
                              f"(one of {', '.join(map(str, SKETCH_WIDEN_CHOICES))})")
+        q = self.query_expansion
+        if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= MAX_QUERY_EXPANSION:
+            raise ValueError(f"unusable query_expansion entry {q!r} (a whole number from 0 to {MAX_QUERY_EXPANSION})")
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> "RetrievalSettings":
@@ -146,13 +156,15 @@ class RetrievalSettings:
             fusion = Fusion.from_card(entry) if entry else None
         except ValueError as exc:
             raise ValueError(f"unusable stage1_fusion entry {entry}: {exc}") from None
-        return cls(fusion, card.get("sketch_views", 1), card.get("sketch_widen", 1))
+        return cls(fusion, card.get("sketch_views", 1), card.get("sketch_widen", 1), card.get("query_expansion", 0))
 
     def to_card(self) -> dict[str, Any]:
         """The card entries, as cards have always written them (stage1_fusion only when set)."""
         card: dict[str, Any] = {"sketch_views": self.sketch_views}
         if self.sketch_widen != 1:  # cards from before the setting existed stay byte-identical
             card["sketch_widen"] = self.sketch_widen
+        if self.query_expansion:
+            card["query_expansion"] = self.query_expansion
         if self.fusion is not None:
             card["stage1_fusion"] = self.fusion.to_card()
         return card
@@ -160,7 +172,7 @@ class RetrievalSettings:
     def apply_to(self, card: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of `card` whose retrieval entries are exactly these settings (`card | to_card()`
         would keep an entry that to_card leaves out, such as a sketch_widen other than 1)."""
-        kept = {k: v for k, v in card.items() if k not in ("stage1_fusion", "sketch_views", "sketch_widen")}
+        kept = {k: v for k, v in card.items() if k not in CARD_ENTRIES}
         return kept | self.to_card()
 
     def fuse(self, parts: list):
@@ -171,6 +183,6 @@ class RetrievalSettings:
 
     def model_identity(self, card: Mapping[str, Any], name: str) -> str:
         """A model's identity in tile index keys: its weights (or name and path), plus the fusion,
-        which changes tile vectors (sketch views and widening change only queries, so they are not in it)."""
+        which changes tile vectors (sketch views, widening and expansion change only queries, so they are not in it)."""
         base = card.get("weights_sha256") or f"{name}:{card.get('path', '')}"
         return base + (self.fusion.key if self.fusion is not None else "")

@@ -33,9 +33,10 @@ UNSET = object()
 
 
 def ship(checkpoint: Path, figures: dict, out: Path = DEFAULT_CHECKPOINT, name: str | None = None,
-         fusion: Fusion | None = UNSET, sketch_views: int | None = None, sketch_widen: int | None = None) -> Path:
-    """fusion: a Fusion, None for none, or UNSET to keep the checkpoint's; sketch_views and
-    sketch_widen: None keeps the checkpoint's."""
+         fusion: Fusion | None = UNSET, sketch_views: int | None = None, sketch_widen: int | None = None,
+         query_expansion: int | None = None) -> Path:
+    """fusion: a Fusion, None for none, or UNSET to keep the checkpoint's; sketch_views, sketch_widen
+    and query_expansion: None keeps the checkpoint's."""
     model, card = load_checkpoint(checkpoint)
     retrieval = RetrievalSettings.from_card(card)
     if fusion is not UNSET:
@@ -44,6 +45,8 @@ def ship(checkpoint: Path, figures: dict, out: Path = DEFAULT_CHECKPOINT, name: 
         retrieval = replace(retrieval, sketch_views=sketch_views)
     if sketch_widen:
         retrieval = replace(retrieval, sketch_widen=sketch_widen)
+    if query_expansion is not None:
+        retrieval = replace(retrieval, query_expansion=query_expansion)
     training = card.get("training", {})
     new_card = {
         "name": name or card.get("name", model.cfg.name),
@@ -72,13 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sketch-widen", type=int, choices=SKETCH_WIDEN_CHOICES,
                    help="thicken sketch strokes with an N x N minimum filter at the model's input size "
                         "(default: as in the card)")
+    p.add_argument("--query-expansion", type=int, metavar="N",
+                   help="searches run stage 1 again toward their N best distinct matches; 0: none "
+                        "(default: as in the card)")
     args = p.parse_args(argv)
     try:
         fusion = UNSET if args.fusion is None else Fusion.parse(args.fusion)
     except ValueError as exc:
         p.error(f"--fusion: {exc}")
-    path = ship(Path(args.checkpoint), json.loads(Path(args.figures).read_text()), Path(args.out), args.name,
-                fusion, args.sketch_views, args.sketch_widen)
+    try:
+        path = ship(Path(args.checkpoint), json.loads(Path(args.figures).read_text()), Path(args.out), args.name,
+                    fusion, args.sketch_views, args.sketch_widen, args.query_expansion)
+    except ValueError as exc:
+        p.error(str(exc))
     print(f"shipped {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

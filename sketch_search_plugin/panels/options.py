@@ -1,13 +1,13 @@
-"""The search options (collapsed at first): tile sizes, number of results, re-ranking, web layer
-resolution, device and model. settings() gives them as the plugin's options object."""
+"""The search options (collapsed at first): tile sizes, number of results, query expansion,
+re-ranking, web layer resolution, device and model. settings() gives them as the plugin's options object."""
 from __future__ import annotations
 
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSizePolicy,
                                  QSpinBox)
 
-from ..options import (DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K, MAX_TOP_K, SearchSettings,
-                       format_tile_sizes, parse_tile_sizes)
+from ..options import (DEFAULT_EXPANSION, DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K, MAX_TOP_K,
+                       SearchSettings, format_tile_sizes, parse_tile_sizes)
 
 
 class OptionsPanel(QgsCollapsibleGroupBox):
@@ -23,6 +23,12 @@ class OptionsPanel(QgsCollapsibleGroupBox):
         self.top_k.setRange(1, MAX_TOP_K)
         self.top_k.setValue(DEFAULT_TOP_K)
         form.addRow("Results", self.top_k)
+        self.expansion = QCheckBox("Search again toward the best matches")
+        self.expansion.setChecked(DEFAULT_EXPANSION)
+        self.expansion.setToolTip("Query expansion: the sketch is moved toward its three best distinct matches and "
+                                  "the search runs again (as the model card says). Measured to find more of what "
+                                  "was drawn; turn it off when the first matches are mostly wrong.")
+        form.addRow(self.expansion)
         self.stage2 = QCheckBox("Re-rank the best with cross-attention")
         self.stage2.setChecked(DEFAULT_STAGE2)
         form.addRow(self.stage2)
@@ -48,7 +54,8 @@ class OptionsPanel(QgsCollapsibleGroupBox):
     def settings(self) -> SearchSettings:
         """The options as chosen; tile sizes that are not numbers are an InputError."""
         return SearchSettings(top_k=self.top_k.value(), tile_sizes_m=tuple(parse_tile_sizes(self.tile_sizes.text())),
-                              stage2=self.stage2.isChecked(), web_resolution=self.resolution.value() or None,
+                              stage2=self.stage2.isChecked(), expansion=self.expansion.isChecked(),
+                              web_resolution=self.resolution.value() or None,
                               device=self.device.currentText(), checkpoint=self.checkpoint.filePath() or None)
 
     def set_engine(self, info: dict) -> None:

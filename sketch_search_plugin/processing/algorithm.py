@@ -16,14 +16,14 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 
 from ..compat import NUMBER_INTEGER, PROCESSING_RASTER, PROCESSING_VECTOR_POLYGON, WKB_POLYGON
 from ..errors import InputError
-from ..options import (DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K, MAX_TOP_K, SearchSettings,
-                       format_tile_sizes, parse_tile_sizes)
+from ..options import (DEFAULT_EXPANSION, DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K, MAX_TOP_K,
+                       SearchSettings, format_tile_sizes, parse_tile_sizes)
 from ..theme import icon
 
 
 class SketchSearchAlgorithm(QgsProcessingAlgorithm):
-    SKETCH, LAYERS, EXTENT, TOP_K, TILE_SIZES, STAGE2, CHECKPOINT, OUTPUT = (
-        "SKETCH", "LAYERS", "EXTENT", "TOP_K", "TILE_SIZES", "STAGE2", "CHECKPOINT", "OUTPUT")
+    SKETCH, LAYERS, EXTENT, TOP_K, TILE_SIZES, EXPANSION, STAGE2, CHECKPOINT, OUTPUT = (
+        "SKETCH", "LAYERS", "EXTENT", "TOP_K", "TILE_SIZES", "EXPANSION", "STAGE2", "CHECKPOINT", "OUTPUT")
     LIKE, UNLIKE = "LIKE", "UNLIKE"
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -60,6 +60,8 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.TILE_SIZES, "Tile sizes in metres (comma-separated)", format_tile_sizes(DEFAULT_TILE_SIZES_M)))
         self.addParameter(QgsProcessingParameterBoolean(
+            self.EXPANSION, "Search again toward the best matches (query expansion)", DEFAULT_EXPANSION))
+        self.addParameter(QgsProcessingParameterBoolean(
             self.STAGE2, "Re-rank the best candidates with cross-attention", DEFAULT_STAGE2))
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "Model checkpoint (default: the shipped model)", optional=True,
@@ -94,7 +96,9 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
         except InputError as exc:
             raise QgsProcessingException(str(exc)) from None
         settings = SearchSettings(top_k=self.parameterAsInt(parameters, self.TOP_K, context), tile_sizes_m=tuple(sizes),
-                                  stage2=self.parameterAsBool(parameters, self.STAGE2, context), checkpoint=checkpoint)
+                                  stage2=self.parameterAsBool(parameters, self.STAGE2, context),
+                                  expansion=self.parameterAsBool(parameters, self.EXPANSION, context),
+                                  checkpoint=checkpoint)
         out_crs = layers[0].crs()
         if self._destination(parameters).lower().endswith((".geojson", ".json")):
             out_crs = QgsCoordinateReferenceSystem("EPSG:4326")  # GeoJSON is WGS 84 lon/lat (RFC 7946)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.model.retrieval import FUSION_DESCRIPTORS, Fusion, RetrievalSettings, fuse
+from engine.model.retrieval import CARD_ENTRIES, FUSION_DESCRIPTORS, Fusion, RetrievalSettings, fuse
 from engine.onnx_embedder import card_identity
 from engine.runtime import MODELS_DIR
 
@@ -13,8 +13,8 @@ def test_shipped_card_round_trips():
     card = json.loads((MODELS_DIR / "default.json").read_text())
     settings = RetrievalSettings.from_card(card)
     assert settings.fusion == Fusion("efficientnet_lite0_gem_shared", 0.5) and settings.sketch_views == 8
-    assert settings.sketch_widen == 3
-    assert settings.to_card() == {k: card[k] for k in ("sketch_views", "sketch_widen", "stage1_fusion")}
+    assert settings.sketch_widen == 3 and settings.query_expansion == 3
+    assert settings.to_card() == {k: card[k] for k in CARD_ENTRIES}
 
 
 @pytest.mark.parametrize("entry, key", [

@@ -11,8 +11,9 @@ import pytest
 
 from sketch_search_plugin import flow
 from sketch_search_plugin.errors import InputError
-from sketch_search_plugin.options import (DEFAULT_TILE_SIZES_M, DEFAULT_TOP_K, MAX_TOP_K, SearchSettings,
-                                          format_tile_sizes, parse_tile_sizes)
+from sketch_search_plugin.options import (DEFAULT_EXPANSION, DEFAULT_MAX_TILES, DEFAULT_STAGE2, DEFAULT_TILE_SIZES_M,
+                                          DEFAULT_TOP_K, MAX_TOP_K, SearchSettings, format_tile_sizes,
+                                          parse_tile_sizes)
 from sketch_search_plugin.request import SearchRequest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,7 +204,8 @@ def test_the_request_is_built_from_the_options():
     settings = SearchSettings(top_k=7, tile_sizes_m=(64.0,), stage2=True, device="cpu", checkpoint="/m.safetensors")
     built = SearchRequest.from_settings(settings, "png", "plane", [{"path": "/x.tif"}], {"wkt": "P", "crs": "C"},
                                         "EPSG:3857")
-    assert built.options == {"top_k": 7, "tile_sizes_m": [64.0], "stage2": True, "output_crs": "EPSG:3857"}
+    assert built.options == {"top_k": 7, "tile_sizes_m": [64.0], "stage2": True, "expansion": True,
+                             "output_crs": "EPSG:3857"}
     assert (built.checkpoint, built.device, built.sketch_label) == ("/m.safetensors", "cpu", "plane")
     default = SearchRequest.from_settings(SearchSettings(), None, "s", [], None, None)
     assert default.options["top_k"] == DEFAULT_TOP_K and default.checkpoint is None and default.device == "auto"
@@ -219,6 +221,17 @@ def test_the_processing_algorithm_and_the_dock_share_the_defaults(qgis_app):
     top_k = algorithm.parameterDefinition("TOP_K")
     assert top_k.defaultValue() == DEFAULT_TOP_K and top_k.maximum() == MAX_TOP_K
     assert algorithm.parameterDefinition("TILE_SIZES").defaultValue() == format_tile_sizes(DEFAULT_TILE_SIZES_M)
+    assert algorithm.parameterDefinition("EXPANSION").defaultValue() is DEFAULT_EXPANSION
+    assert algorithm.parameterDefinition("STAGE2").defaultValue() is DEFAULT_STAGE2
+
+
+def test_the_plugin_defaults_are_the_engines():
+    """options.py writes the engine's defaults out (the plugin never imports the engine): they must agree."""
+    from engine.search import SearchOptions
+
+    engine = SearchOptions()
+    assert (DEFAULT_TOP_K, DEFAULT_TILE_SIZES_M, DEFAULT_STAGE2, DEFAULT_EXPANSION, DEFAULT_MAX_TILES) == (
+        engine.top_k, engine.tile_sizes_m, engine.stage2, engine.expansion, engine.max_tiles)
 
 
 def test_the_flow_imports_neither_qt_nor_qgis():
