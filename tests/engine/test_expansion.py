@@ -13,7 +13,7 @@ from engine.embedder import Embeddings
 from engine.evaluation.retrieval import evaluate
 from engine.model.retrieval import RetrievalSettings
 from engine.plan import plan
-from engine.query_update import DEFAULT_SETTINGS, background_vector, expanded_vector
+from engine.query_update import DEFAULT_SETTINGS, RUN_ROWS, background_vector, expanded_vector, spread_runs
 from engine.ranking import Hit, distinct_best, stage1
 from engine.raster.rasterio_source import RasterioSource
 from engine.search import SearchOptions, run_search
@@ -129,3 +129,30 @@ def test_the_command_line_turns_expansion_off():
     base = ["search", "--raster", "r.tif", "--sketch", "s.png", "--out", "o.gpkg"]
     assert parser.parse_args(base).expansion is True
     assert parser.parse_args(base + ["--no-expansion"]).expansion is False
+
+
+def test_index_samples_are_runs_of_rows_spread_over_all_of_them():
+    rows = np.arange(0, 30_000, 3)  # sorted row numbers with gaps, as the tiles of an extent
+    assert np.array_equal(spread_runs(rows[:100], 4096), rows[:100])
+    picked = spread_runs(rows, 4096)
+    assert len(picked) == 4096 and np.isin(picked, rows).all() and (np.diff(picked) > 0).all()
+    assert picked[0] == rows[0] and picked[-1] == rows[-1]
+    positions = np.searchsorted(rows, picked)
+    assert (np.diff(positions) > 1).sum() == 4096 // RUN_ROWS - 1  # 16 runs of consecutive entries
+    assert len(spread_runs(rows, 10)) == 10  # fewer than one run
+
+
+def test_the_background_is_the_mean_of_the_searched_tiles(tmp_path, geo, emb, bar_sketch):
+    """Exact up to max_rows tiles; above, the mean of the runs each layer gives in proportion."""
+    src = RasterioSource(geo.write_tif(tmp_path / "r.tif", geo.pattern(900, 900, seed=6)))
+    opts = SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60, 120))
+    run_search(emb, bar_sketch, [src], options=replace(opts, expansion=False))
+    layers, _ = plan(emb, [src], None, opts)
+    assert [len(layer.tiles) for layer in layers] == [64, 16]
+    every = np.concatenate([np.asarray(layer.entry.cls[layer.tiles], np.float64) for layer in layers])
+    np.testing.assert_allclose(background_vector(layers), every.mean(0), atol=1e-6)
+    # 40 of 80 tiles: 32 from the first layer, 8 from the second
+    picked = [spread_runs(layers[0].tiles, 32), spread_runs(layers[1].tiles, 8)]
+    assert [len(p) for p in picked] == [32, 8]
+    by_hand = np.concatenate([np.asarray(layer.entry.cls[p], np.float64) for layer, p in zip(layers, picked)])
+    np.testing.assert_allclose(background_vector(layers, max_rows=40), by_hand.mean(0), atol=1e-6)
