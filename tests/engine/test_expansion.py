@@ -156,3 +156,19 @@ def test_the_background_is_the_mean_of_the_searched_tiles(tmp_path, geo, emb, ba
     assert [len(p) for p in picked] == [32, 8]
     by_hand = np.concatenate([np.asarray(layer.entry.cls[p], np.float64) for layer, p in zip(layers, picked)])
     np.testing.assert_allclose(background_vector(layers, max_rows=40), by_hand.mean(0), atol=1e-6)
+
+
+def test_expansion_across_rasters_in_two_crs_and_without_an_index(tmp_path, geo, expanding, bar_sketch):
+    """The best distinct matches may lie in different rasters and CRSs; an in-memory search (no index
+    folder) expands from the vectors it just computed."""
+    from affine import Affine
+
+    a = RasterioSource(geo.write_tif(tmp_path / "a.tif", geo.pattern(400, 400, seed=1)))
+    b = RasterioSource(geo.write_tif(tmp_path / "b.tif", geo.pattern(300, 300, seed=2), crs="EPSG:3857",
+                                     transform=Affine(0.5, 0, -13_400_000, 0, -0.5, 4_480_000)))
+    for opts in (SearchOptions(index_dir=tmp_path / "i", tile_sizes_m=(60,), top_k=6),
+                 SearchOptions(use_index=False, tile_sizes_m=(60,), top_k=6)):
+        expanded = run_search(expanding, bar_sketch, [a, b], options=opts).matches
+        plain = run_search(expanding, bar_sketch, [a, b], options=replace(opts, expansion=False)).matches
+        assert len(expanded) == len(plain) == 6
+        assert [m.score for m in expanded] != [m.score for m in plain]
