@@ -43,7 +43,9 @@ class SketchSearchAlgorithm(QgsProcessingAlgorithm):
                 "into tiles of the given sizes (metres on the ground), each tile is compared with the sketch "
                 "by a neural network, and the best matches come back as ranked polygons with their score, "
                 "source layer and tile size. Sketch: dark strokes on a light background (or strokes on "
-                "transparency). Optional: polygons of places like the ones wanted (LIKE) and not wanted "
+                "transparency). By default the search runs a second time with the sketch moved toward its "
+                "three best distinct matches (EXPANSION; turn it off when the first matches are mostly "
+                "wrong). Optional: polygons of places like the ones wanted (LIKE) and not wanted "
                 "(UNLIKE), e.g. matches of an earlier search marked right or wrong, refine the search; with "
                 "LIKE the sketch may be left out (search by example).")
 
