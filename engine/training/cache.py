@@ -18,7 +18,7 @@ from ..model import MLAGT
 from ..preprocess import INK_RGB_SUM, load_array, preprocess_image, preprocess_sketch
 from .augment import augment_view
 from .config import TrainConfig
-from .synth import CANVAS, synth_sketch
+from .synth import CANVAS, SketchStyle, synth_sketch
 from .trunk_split import prefix_levels
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,13 @@ def has_ink(path: Path) -> bool:
     return bool(ink)
 
 
-def make_pair(spec: PairSpec, seed: int, size: int, mean, std, widen: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def make_pair(spec: PairSpec, seed: int, size: int, mean, std, widen: int = 1,
+              style: SketchStyle = SketchStyle()) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised (sketch, image) tensors of one pair; the sketch's strokes widened as the card's
-    sketch_widen will widen query sketches."""
+    sketch_widen will widen query sketches; synthetic sketches drawn in `style`."""
     rng = np.random.default_rng([seed, *spec.key])
     view, valid = augment_view(load_array(spec.image)[:, :, :3], CANVAS, rng)
-    sketch = synth_sketch(view, rng, valid=valid) if spec.sketch is None else load_array(spec.sketch)
+    sketch = synth_sketch(view, rng, style, valid) if spec.sketch is None else load_array(spec.sketch)
     return preprocess_sketch(sketch, size, mean, std, widen), preprocess_image(view, size, mean, std)
 
 
@@ -100,6 +101,7 @@ def build_cache(cfg: TrainConfig, model: MLAGT, folder: Path, batch: int = 32) -
     specs, classes = plan_pairs(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     c = model.cfg
+    style = cfg.style
     for start in range(0, len(specs), CHUNK):
         path = folder / f"chunk_{start // CHUNK:05d}.npz"
         if path.is_file():
@@ -108,7 +110,8 @@ def build_cache(cfg: TrainConfig, model: MLAGT, folder: Path, batch: int = 32) -
         sk_levels: list[list[np.ndarray]] = []
         im_levels: list[list[np.ndarray]] = []
         for b in range(0, len(part), batch):
-            pairs = [make_pair(s, cfg.seed, c.img_size, c.mean, c.std, cfg.sketch_widen) for s in part[b:b + batch]]
+            pairs = [make_pair(s, cfg.seed, c.img_size, c.mean, c.std, cfg.sketch_widen, style)
+                     for s in part[b:b + batch]]
             x = torch.stack([p[0] for p in pairs] + [p[1] for p in pairs]).contiguous(memory_format=torch.channels_last)
             levels = [lv.cpu() for lv in prefix_levels(model, x.to(next(model.parameters()).device), cfg.freeze_upto)]
             n = len(pairs)

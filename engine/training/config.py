@@ -10,9 +10,12 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.retrieval import Fusion, RetrievalSettings
+
+if TYPE_CHECKING:
+    from .synth import SketchStyle
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_VARIABLE = re.compile(r"\$(SKETCH_SEARCH_DATA\b|\{SKETCH_SEARCH_DATA\})")
@@ -71,6 +74,8 @@ class TrainConfig:
     # image feature map at random (aerial scenes and sketches have no "up").
     fused_infonce: bool = False
     rotate_pairs: bool = False
+    # Overrides of the synthetic sketches' style (engine.training.synth.SketchStyle fields by name).
+    sketch_style: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.classes_per_batch < 2 or self.pairs_per_class < 1 or self.views < 1:
@@ -83,6 +88,8 @@ class TrainConfig:
         card = {"stage1_fusion": fusion.to_card() if isinstance(fusion, Fusion) else fusion,
                 "sketch_views": self.sketch_views, "sketch_widen": self.sketch_widen}
         object.__setattr__(self, "stage1_fusion", RetrievalSettings.from_card(card).fusion)  # JSON gives a dict
+        if self.sketch_style:
+            _ = self.style  # unknown or ill-typed keys fail here, before any work
         if self.fused_infonce and self.stage1_fusion is None:
             raise ValueError("fused_infonce needs a stage1_fusion entry (the descriptor and weight to train against)")
 
@@ -90,6 +97,18 @@ class TrainConfig:
     def retrieval(self) -> RetrievalSettings:
         """How the trained model is used for retrieval (goes into every checkpoint's card)."""
         return RetrievalSettings(self.stage1_fusion, self.sketch_views, self.sketch_widen)
+
+    @property
+    def style(self) -> "SketchStyle":
+        """The synthetic sketches' style: the defaults with sketch_style's overrides (lists as tuples)."""
+        from .synth import SketchStyle  # OpenCV: the training extra, not imported with the config
+
+        known = {f.name for f in fields(SketchStyle)}
+        unknown = set(self.sketch_style) - known
+        if unknown:
+            raise ValueError(f"unknown sketch_style keys: {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(known))})")
+        return SketchStyle(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.sketch_style.items()})
 
     def resolved(self, path: str) -> Path:
         return expand_path(path)

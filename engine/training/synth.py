@@ -5,7 +5,9 @@ sheet: closed shapes, little texture, wobbly lines of one pen width, sometimes o
 scene drawn. This generator imitates that: smooth the image (simplification), find edges, drop
 short fragments (texture) and a random share of what is left (missing strokes), optionally keep
 only a window of the scene, redraw the remaining contours as simplified, jittered polylines with
-one random pen width, add a few stray strokes, and distort the whole sheet slightly.
+one random pen width, add a few stray strokes, and distort the whole sheet slightly. With
+`salient_prob`, a sketch keeps only the few longest outlines instead: people draw the main objects of
+a scene, not everything Canny finds.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ class SketchStyle:
     window_prob: float = 0.3  # draw only part of the scene
     extra_prob: float = 0.3  # a few stray strokes
     warp_deg: float = 6.0  # overall rotation wobble
+    salient_prob: float = 0.0  # draw only the longest few outlines (the main objects), no window
+    salient_parts: tuple[int, int] = (1, 4)  # how many outlines such a sketch keeps
 
 
 def _rand(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -64,6 +68,14 @@ def keep_fragments(edges: np.ndarray, min_size: int, drop_share: float, window: 
         keep[np.argmax(sizes)] = True  # never return an empty sheet when there was anything to draw
     lut = np.concatenate([[0], keep.astype(np.uint8)])
     return (lut[labels] * 255).astype(np.uint8)
+
+
+def longest_fragments(edges: np.ndarray, count: int) -> np.ndarray:
+    """Only the `count` largest connected edge fragments."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((edges > 0).astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, np.uint8)
+    keep[1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable")[:count]] = 1
+    return (keep[labels] * 255).astype(np.uint8)
 
 
 def _line_type(pen: int) -> int:
@@ -126,12 +138,15 @@ def _draw(gray: np.ndarray, inside: np.ndarray | None, rng: np.random.Generator,
     if inside is not None:
         edges[~inside] = 0
     window = None
-    if rng.random() < style.window_prob and laxness == 1.0:
+    salient = rng.random() < style.salient_prob
+    if not salient and rng.random() < style.window_prob and laxness == 1.0:
         side = int(CANVAS * rng.uniform(0.4, 0.8))
         x0, y0 = (int(v) for v in rng.integers(0, CANVAS - side + 1, 2))
         window = (x0, y0, x0 + side, y0 + side)
     min_size = max(2, int(rng.integers(*style.min_fragment, endpoint=True) / laxness))
-    edges = keep_fragments(edges, min_size, _rand(rng, style.drop_share), window, rng)
+    edges = keep_fragments(edges, min_size, 0.0 if salient else _rand(rng, style.drop_share), window, rng)
+    if salient:
+        edges = longest_fragments(edges, int(rng.integers(*style.salient_parts, endpoint=True)))
     pen = int(rng.integers(*style.pen_px, endpoint=True))
     sheet = draw_strokes(edges, _rand(rng, style.simplify_px), _rand(rng, style.jitter_px), pen, rng)
     if rng.random() < style.extra_prob:

@@ -69,3 +69,23 @@ def test_invalid_region_is_not_drawn():
 def test_rejects_non_rgb_input():
     with pytest.raises(ValueError, match="uint8"):
         synth_sketch(np.zeros((10, 10), np.float32), np.random.default_rng(0))
+
+
+def test_salient_sketches_keep_only_the_longest_outlines():
+    """salient_prob 1: only the largest few edge fragments are drawn (the main objects), no window."""
+    from engine.training.synth import SketchStyle, longest_fragments
+
+    edges = np.zeros((64, 64), np.uint8)
+    edges[5, 5:60] = 255      # a long line: 55 px
+    edges[20:50, 30] = 255    # 30 px
+    edges[60, 10:20] = 255    # 10 px
+    kept = longest_fragments(edges, 2)
+    assert kept[5, 5:60].all() and kept[20:50, 30].all() and not kept[60, 10:20].any()
+    assert longest_fragments(edges, 5).sum() == edges.sum()
+
+    img = scene()
+    full = sum((synth_sketch(img, np.random.default_rng(s))[:, :, 0] <= 100).sum() for s in range(8))
+    style = SketchStyle(salient_prob=1.0, salient_parts=(1, 1), extra_prob=0.0)
+    salient = [synth_sketch(img, np.random.default_rng(s), style)[:, :, 0] <= 100 for s in range(8)]
+    assert 0 < sum(s.sum() for s in salient) < full / 2
+    assert all(s.any() for s in salient)

@@ -209,10 +209,17 @@ def test_run_with_fused_infonce_and_turns(images, tmp_path):
 
 @pytest.mark.parametrize("changes", [{"sketch_views": 3}, {"fused_infonce": True},
                                      {"stage1_fusion": {"descriptor": "sift", "model_weight": 0.5}},
-                                     {"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 2}}])
+                                     {"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 2}},
+                                     {"sketch_style": {"salient": 1.0}}])
 def test_bad_retrieval_settings_are_refused(images, changes):
     with pytest.raises(ValueError):
         tiny_config(images, **changes)
+
+
+def test_sketch_style_overrides_reach_the_synthesiser(images):
+    cfg = tiny_config(images, sketch_style={"salient_prob": 0.5, "salient_parts": [2, 3]})
+    assert cfg.style.salient_prob == 0.5 and cfg.style.salient_parts == (2, 3)
+    assert tiny_config(images).style.salient_prob == 0.0
 
 
 def test_shipped_default_model():
