@@ -439,3 +439,25 @@ def test_extent_and_options_reach_the_engine(worker, tmp_path, rgb_tif, emb, bar
     assert [m["rank"] for m in result["matches"]] == [m.rank for m in expected.matches]
     assert [m["score"] for m in result["matches"]] == pytest.approx([m.score for m in expected.matches], abs=1e-5)
     assert result["computed"] == expected.computed and not list(tmp_path.glob("i"))
+
+
+def test_query_expansion_follows_the_card_and_the_option(worker, tmp_path, rgb_tif, bar_sketch, sketch_json,
+                                                         tiny_checkpoint):
+    """A model whose card expands: the worker's search equals the engine's, with and without the option."""
+    from engine.embedder import Embedder
+
+    card = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
+    expanding = tmp_path / "expanding.safetensors"
+    expanding.write_bytes(tiny_checkpoint.read_bytes())
+    expanding.with_suffix(".json").write_text(json.dumps({**card, "weights_file": expanding.name,
+                                                          "query_expansion": 3}))
+    emb = Embedder.from_checkpoint(expanding, "cpu")
+    scores = {}
+    for expansion in (True, False):
+        options = {"top_k": 5, "tile_sizes_m": [60], "use_index": False, "expansion": expansion}
+        result = worker.call("search", **search_params(expanding, sketch_json, [source_json(rgb_tif)], options))
+        engine_options = SearchOptions(top_k=5, tile_sizes_m=(60.0,), use_index=False, expansion=expansion)
+        expected = run_search(emb, bar_sketch, [RasterioSource(rgb_tif)], options=engine_options)
+        scores[expansion] = [m["score"] for m in result["matches"]]
+        assert scores[expansion] == pytest.approx([m.score for m in expected.matches], abs=1e-5)
+    assert scores[True] != scores[False]
