@@ -6,7 +6,8 @@ rectangle drawn around an example. Each place gives one stage-1 vector: the tile
 scale, read from the tile index, computed when missing) that fit it best, averaged. The query vector
 is then moved toward the liked places and away from the unliked ones (Rocchio's update,
 q = a*sketch + b*mean(like) - c*mean(unlike), unit length), and the mean vector of the searched
-tiles is taken off it (weight g), so what every aerial tile shares stops counting. Stage 1 ranks every
+tiles is taken off it (weight g), so what every aerial tile shares stops counting (the update lives in
+engine/query_update.py; query expansion uses it too). Stage 1 ranks every
 tile against that vector as it ranks against a sketch; stage 2 is not applied (it compares sketch
 tokens, and the query is no longer a sketch). Without a sketch the liked places alone make the
 query (search by example). Chosen by measurement against a small logistic-regression model on the
