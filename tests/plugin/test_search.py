@@ -222,3 +222,13 @@ def test_extent_drawn_on_the_map_and_selected_polygons(iface, geotiff, tiny_chec
     task = run_to_end(dock)
     assert task.error is None, task.error
     dock.cleanup()
+
+
+def test_the_expansion_option_reaches_the_request(iface, geotiff, tiny_checkpoint):
+    """The options' "Search again toward the best matches" is on by default and travels to the worker."""
+    dock, _ = make_dock(iface, geotiff, tiny_checkpoint)
+    assert dock.options_panel.expansion.isChecked()
+    assert dock.options_panel.settings().protocol(None)["expansion"] is True
+    dock.options_panel.expansion.setChecked(False)
+    assert dock.options_panel.settings().protocol(None)["expansion"] is False
+    dock.close()
