@@ -138,7 +138,8 @@ def _draw(gray: np.ndarray, inside: np.ndarray | None, rng: np.random.Generator,
     if inside is not None:
         edges[~inside] = 0
     window = None
-    salient = rng.random() < style.salient_prob
+    # drawn only when asked for, so the default style's random stream (and v3's training set) is unchanged
+    salient = style.salient_prob > 0 and rng.random() < style.salient_prob
     if not salient and rng.random() < style.window_prob and laxness == 1.0:
         side = int(CANVAS * rng.uniform(0.4, 0.8))
         x0, y0 = (int(v) for v in rng.integers(0, CANVAS - side + 1, 2))
