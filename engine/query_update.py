@@ -58,7 +58,7 @@ def refined_vector(sketch: np.ndarray | None, like: np.ndarray, unlike: np.ndarr
 
 
 # Rows read together when sampling an index: a memory map reads ahead, so scattered single rows cost a
-# run of pages each (4,096 of them from a 6 GB entry: 4.5 s cold, against 0.16 s as 16 runs of 256;
+# run of pages each (4,096 of them from a 6 GB entry: 4.7 s cold, against 0.18 s as 16 runs of 256;
 # BENCHMARKS.md, "Query expansion").
 RUN_ROWS = 256
 
