@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -133,13 +134,21 @@ def separate_twin(embedder: Embedder) -> Embedder | None:
     if shared is None or shared.shared_from is None:
         return None
     twin = next(d.name for d in FUSION_DESCRIPTORS.values() if d.builder == shared.builder and d.shared_from is None)
-    card = embedder.card | {"stage1_fusion": {"descriptor": twin, "model_weight": fusion.model_weight}}
+    card = embedder.card | {"stage1_fusion": replace(fusion, descriptor=twin).to_card()}
     return Embedder(embedder.model, card, device=embedder.device)
 
 
-def shared_against_separate(embedder: Embedder, twin: Embedder, batch: int, repeats: int):
-    """Images/s of one trunk pass (the card's shared descriptor) and of two (the separate one),
-    alternated in the same rounds; returns both medians and the median per-round ratio."""
+def undrawn_twin(embedder: Embedder) -> Embedder | None:
+    """The same model and card without the tiles' drawings, when the card draws them; else None."""
+    if not embedder.retrieval.draws_tiles:
+        return None
+    card = embedder.card | {"stage1_fusion": replace(embedder.fusion, drawing_weight=0.0).to_card()}
+    return Embedder(embedder.model, card, device=embedder.device)
+
+
+def paired_speed(embedder: Embedder, twin: Embedder, batch: int, repeats: int):
+    """Images/s of two embedders on the same tiles, alternated in the same rounds (shared machines:
+    both see the same load); returns both medians and the median per-round ratio (twin's time / ours)."""
     size = embedder.cfg.img_size
     x = torch.randn(batch, 3, size, size)
     embedder.batch_size = twin.batch_size = batch
@@ -184,10 +193,16 @@ def main(argv=None) -> None:
                   f"{single * 1000:.0f} ms as drawn ({as_set / single:.1f}x)")
         twin = separate_twin(embedder) if name == "default" else None
         if twin is not None:
-            shared_ips, separate_ips, ratio = shared_against_separate(embedder, twin, batch, args.repeats)
+            shared_ips, separate_ips, ratio = paired_speed(embedder, twin, batch, args.repeats)
             print(f"  one trunk pass ({embedder.fusion.descriptor}): {flops / 1e9:.2f} GFLOP, {shared_ips:.1f} img/s "
                   f"against {flops_per_image(twin) / 1e9:.2f} GFLOP, {separate_ips:.1f} img/s with the descriptor "
                   f"on the image ({twin.fusion.descriptor}), same rounds: {ratio:.2f}x")
+        plain = undrawn_twin(embedder) if name == "default" else None
+        if plain is not None:
+            drawn_ips, plain_ips, ratio = paired_speed(embedder, plain, batch, args.repeats)
+            print(f"  tiles drawn (drawing_weight {embedder.fusion.drawing_weight}): {flops / 1e9:.2f} GFLOP, "
+                  f"{drawn_ips:.1f} img/s against {flops_per_image(plain) / 1e9:.2f} GFLOP, {plain_ips:.1f} img/s "
+                  f"without the drawings, same rounds: {1 / ratio:.2f}x the time")
         if name == "default" and device.type == "cpu":
             versus = onnx_against_torch(embedder, batch, args.repeats)
             if versus is None:

@@ -1,14 +1,16 @@
 """How the default card's query settings were chosen: stroke widening (`sketch_widen`), the
-model's share of the fused score (`stage1_fusion.model_weight`) and query expansion
-(`query_expansion`: rank again toward each query's N best images), on our own validation sketches
+model's share of the fused score (`stage1_fusion.model_weight`), the share of the tiles' drawings
+(`stage1_fusion.drawing_weight`, engine.model.tile_drawing) and query expansion (`query_expansion`:
+rank again toward each query's N best images), on our own validation sketches
 (benchmarks/validation_sketches, 10 UC Merced classes), never on the Earth-on-Canvas test sketches.
 The other protocols are measured with the same settings and printed beside, not used to choose.
 
     .venv/bin/python -m benchmarks.sketch_settings [--checkpoint C] [--widen 1 3 5] [--weights 0.3 0.5 0.7]
-        [--expansion 0 3 5] [--json]
+        [--drawing-weights 0 0.5] [--expansion 0 3 5] [--json]
 
-Tile vectors do not depend on any of them: each gallery is embedded once (its two unit-length
-parts kept apart), each query set once per widening, and the weight applied to the parts.
+Each gallery is embedded once (its unit-length parts kept apart: CLS, descriptor of the photo and,
+when a drawing weight is asked for, descriptor of the drawing), each query set once per widening,
+and the weights applied to the parts as the engine fuses them.
 """
 from __future__ import annotations
 
@@ -21,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.fusion_probe import Precomputed
 from engine.datasets import list_class_folder
 from engine.embedder import Embedder
+from engine.embeddings import Embeddings
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
-from engine.model.retrieval import SKETCH_WIDEN_CHOICES, Fusion
+from engine.model.retrieval import SKETCH_WIDEN_CHOICES, Fusion, RetrievalSettings
 from engine.runtime import default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +50,23 @@ def parts(vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return vectors[:, :width] * 2 ** 0.5, vectors[:, width:] * 2 ** 0.5
 
 
+class Vectors:
+    """An encoder over stage-1 vectors fused once from their parts, exactly as the engine fuses them
+    (tiles with a drawing are not unit length, and are not made so)."""
+
+    def __init__(self, sketch_parts: list[np.ndarray], tile_parts: list[np.ndarray], model_weight: float,
+                 drawing_weight: float, descriptor: str):
+        settings = RetrievalSettings(Fusion(descriptor, model_weight, drawing_weight))
+        self.sketches = settings.fuse_sketch(sketch_parts)
+        self.tiles = settings.fuse(tile_parts if drawing_weight else tile_parts[:2])
+
+    def embed_sketches(self, sketches, with_tokens=False):
+        return Embeddings(self.sketches)
+
+    def embed_images(self, images, with_tokens=False):
+        return Embeddings(self.tiles)
+
+
 def macro_map(summary: dict) -> float:
     """Mean of the per-class mAPs: each class counts once, however many sketches it has."""
     return float(np.mean([c["mAP"] for c in summary["per_class"].values()]))
@@ -58,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", help="default: the shipped model")
     p.add_argument("--widen", nargs="+", type=int, default=[1, 3, 5], choices=SKETCH_WIDEN_CHOICES)
     p.add_argument("--weights", nargs="+", type=float, default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    p.add_argument("--drawing-weights", nargs="+", type=float, default=[0.0],
+                   help="shares of the score given to the tiles' drawings (0: not drawn)")
     p.add_argument("--expansion", nargs="+", type=int, default=[0, 3, 5],
                    help="query expansion: images each query moves toward (0: none)")
     p.add_argument("--json", action="store_true", help="also print every figure as one JSON line")
@@ -76,32 +97,40 @@ def main(argv=None) -> int:
             queries = [q for q in queries if q.label in UCM_CLASSES]
         if gdir not in galleries:
             emb = Embedder(net, replace(base, fusion=Fusion(descriptor, 0.5)).apply_to(card), "cpu")
-            galleries[gdir] = parts(emb.embed_images([g.path for g in gallery]).cls, width)
-        gm, gd = galleries[gdir]
+            galleries[gdir] = list(parts(emb.embed_images([g.path for g in gallery]).cls, width))
+            if any(args.drawing_weights):  # model 0, photo 0, drawing 1: the vector is [0, drawing's descriptor]
+                emb = Embedder(net, replace(base, fusion=Fusion(descriptor, 0.0, 1.0)).apply_to(card), "cpu")
+                galleries[gdir].append(emb.embed_images([g.path for g in gallery]).cls[:, width:])
+        tile_parts = galleries[gdir]
         for widen in args.widen:
             settings = replace(base, fusion=Fusion(descriptor, 0.5), sketch_widen=widen)
             sketch_vectors = Embedder(net, settings.apply_to(card), "cpu").embed_sketches([q.path for q in queries])
             sm, sd = parts(sketch_vectors.cls, width)
-            for w, expansion in itertools.product(args.weights, args.expansion):
-                summary = evaluate(Precomputed((sm, gm), (sd, gd), w), queries, gallery, mapping,
+            for w, e, expansion in itertools.product(args.weights, args.drawing_weights, args.expansion):
+                if w + e > 1:
+                    continue
+                summary = evaluate(Vectors([sm, sd], tile_parts, w, e, descriptor), queries, gallery, mapping,
                                    expansion=expansion).summary
-                rows.append({"protocol": name, "widen": widen, "w": w, "expansion": expansion, "mAP": summary["mAP"],
+                rows.append({"protocol": name, "widen": widen, "w": w, "drawing": e, "expansion": expansion,
+                             "mAP": summary["mAP"],
                              "P@10": summary["P@10"], "class_mAP": round(macro_map(summary), 4),
                              "per_class": {c: v["mAP"] for c, v in summary["per_class"].items()}})
-                print(f"{name:32s} widen {widen} w {w:.2f} expansion {expansion}: mAP {summary['mAP']:.3f} "
-                      f"P@10 {summary['P@10']:.3f} class-mean mAP {rows[-1]['class_mAP']:.3f}  "
+                print(f"{name:32s} widen {widen} w {w:.2f} drawing {e:.2f} expansion {expansion}: "
+                      f"mAP {summary['mAP']:.3f} P@10 {summary['P@10']:.3f} "
+                      f"class-mean mAP {rows[-1]['class_mAP']:.3f}  "
                       + " ".join(f"{c[:8]} {v:.2f}" for c, v in rows[-1]["per_class"].items()), flush=True)
     chooser = [r for r in rows if r["protocol"].startswith("validation")]
     if chooser:
-        # model_weight is part of every tile vector and index key: changing it makes analysts index again
-        shipped_w = base.fusion.model_weight if base.fusion else None
+        # the weights are part of every tile vector and index key: changing them makes analysts index again
+        shipped = (base.fusion.model_weight, base.fusion.drawing_weight) if base.fusion else None
         for label, rows_ in (("over every setting", chooser),
-                             (f"keeping the card's model_weight {shipped_w} (indexes stay valid)",
-                              [r for r in chooser if r["w"] == shipped_w])):
+                             (f"keeping the card's model_weight and drawing_weight {shipped} (indexes stay valid)",
+                              [r for r in chooser if (r["w"], r["drawing"]) == shipped])):
             if rows_:
                 best = max(rows_, key=lambda r: r["class_mAP"])
                 print(f"best on the validation sketches {label}: sketch_widen {best['widen']}, model_weight "
-                      f"{best['w']}, query_expansion {best['expansion']} (class-mean mAP {best['class_mAP']:.3f})")
+                      f"{best['w']}, drawing_weight {best['drawing']}, query_expansion {best['expansion']} "
+                      f"(class-mean mAP {best['class_mAP']:.3f})")
     if args.json:
         print(json.dumps(rows))
     return 0

@@ -24,7 +24,7 @@ from .embeddings import Embeddings
 from .model import MLAGT
 from .model.checkpoints import CheckpointError, load_any
 from .model.retrieval import Fusion, RetrievalSettings, build_descriptor
-from .model.stage1 import SharedTrunkError, shared_level, stage1_outputs
+from .model.stage1 import SharedTrunkError, drawing_vector, shared_level, stage1_outputs
 from .preprocess import ImageLike, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
@@ -122,10 +122,13 @@ class Embedder:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def _stage1_parts(self, batch: torch.Tensor, with_tokens: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Normalised (B, 3, S, S) tensors -> the unit-length parts of the stage-1 vector (CLS, and the
-        descriptor's under fusion) and, if asked, the token sequences; in chunks of batch_size."""
-        parts: list[list[torch.Tensor]] = [[], []]
+    def _stage1_parts(self, batch: torch.Tensor, with_tokens: bool,
+                      sketches: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Normalised (B, 3, S, S) tensors -> the unit-length parts of the stage-1 vector (CLS, the
+        descriptor's under fusion, and for tiles under a drawing_weight the descriptor of their
+        drawing) and, if asked, the token sequences; in chunks of batch_size."""
+        draw = self.retrieval.draws_tiles and not sketches
+        parts: list[list[torch.Tensor]] = [[], [], []]
         token_parts = []
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size].to(self.device, non_blocking=True)
@@ -136,20 +139,24 @@ class Embedder:
             parts[0].append(F.normalize(self.model.global_vector(tokens).float(), dim=-1).cpu())
             if glob is not None:
                 parts[1].append(F.normalize(glob.float(), dim=-1).cpu())
+            if draw:
+                with self._autocast():
+                    drawn = drawing_vector(self.descriptor, chunk, self.cfg.mean, self.cfg.std)
+                parts[2].append(F.normalize(drawn.float(), dim=-1).cpu())
             if with_tokens:
                 token_parts.append(tokens.float().cpu())
         joined = [torch.cat(p) for p in parts if p]
         return joined, (torch.cat(token_parts) if token_parts else None)
 
-    def _fuse(self, parts: list[torch.Tensor]) -> np.ndarray:
-        return self.retrieval.fuse(parts).numpy()
+    def _fuse(self, parts: list[torch.Tensor], sketches: bool) -> np.ndarray:
+        return (self.retrieval.fuse_sketch(parts) if sketches else self.retrieval.fuse(parts)).numpy()
 
-    def embed_tensor(self, batch: torch.Tensor, with_tokens: bool = False) -> Embeddings:
-        """Normalised (B, 3, S, S) tensors -> embeddings, in chunks of batch_size."""
+    def embed_tensor(self, batch: torch.Tensor, with_tokens: bool = False, sketches: bool = False) -> Embeddings:
+        """Normalised (B, 3, S, S) tensors (tiles, or sketches as prepared) -> embeddings, in chunks of batch_size."""
         if len(batch) == 0:
             return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
-        parts, tokens = self._stage1_parts(batch, with_tokens)
-        return Embeddings(self._fuse(parts), tokens)
+        parts, tokens = self._stage1_parts(batch, with_tokens, sketches)
+        return Embeddings(self._fuse(parts, sketches), tokens)
 
     def embed_sketches(self, sketches: Sequence[ImageLike], with_tokens: bool = False) -> Embeddings:
         """Sketches -> embeddings; with sketch_views > 1 the stage-1 vector averages the sketch's
@@ -161,10 +168,10 @@ class Embedder:
         batch = torch.from_numpy(np.stack([prepare_sketch(s, size, mean, std, widen) for s in sketches]))
         views = self.sketch_views
         if views == 1:
-            return self.embed_tensor(batch, with_tokens)
-        parts, tokens = self._stage1_parts(dihedral_views(batch, views), with_tokens)
+            return self.embed_tensor(batch, with_tokens, sketches=True)
+        parts, tokens = self._stage1_parts(dihedral_views(batch, views), with_tokens, sketches=True)
         parts = [F.normalize(p.view(len(batch), views, -1).mean(1), dim=-1) for p in parts]
-        return Embeddings(self._fuse(parts), tokens[::views] if tokens is not None else None)
+        return Embeddings(self._fuse(parts, sketches=True), tokens[::views] if tokens is not None else None)
 
     def prepare_batch(self, images: np.ndarray):
         """uint8 tiles (B, S, S, 3) at the model's input size -> the input of `embed_prepared`; may run

@@ -26,6 +26,7 @@ from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
 FORMAT = "sketch-search-onnx/1"
 INPUT, OUTPUT = "images", "stage1"
+SKETCH_OUTPUT = "sketch_stage1"  # only in files of cards with a drawing_weight: sketches are not drawn
 EXPORT_COMMAND = "python -m engine.onnx_export --checkpoint"
 NORM_EPS = 1e-12  # as torch.nn.functional.normalize
 
@@ -136,6 +137,11 @@ class OnnxEmbedder:
                                    tuple(self.meta["mean"]), tuple(self.meta["std"]))
         self.parts = [int(n) for n in self.meta["parts"]]
         self.batch_size = batch_size or 32
+        outputs = {o.name for o in self.session.get_outputs()}
+        if self.retrieval.draws_tiles and SKETCH_OUTPUT not in outputs:
+            raise CheckpointError(self.onnx_file, "its model card draws tiles but the file has no output for "
+                                                  f"sketches: export it again with `{EXPORT_COMMAND} CHECKPOINT`")
+        self.sketch_output = SKETCH_OUTPUT if self.retrieval.draws_tiles else OUTPUT
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | None = None,
@@ -207,9 +213,10 @@ class OnnxEmbedder:
             return "CUDA (ONNX Runtime)"
         return f"CPU: {platform.processor() or platform.machine()} (ONNX Runtime, {self.threads} threads)"
 
-    def embed_array(self, batch: np.ndarray) -> np.ndarray:
-        """Normalised float32 (B, 3, S, S) -> stage-1 vectors (B, D), in chunks of batch_size."""
-        out = [self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch[i:i + self.batch_size], np.float32)})[0]
+    def embed_array(self, batch: np.ndarray, output: str = OUTPUT) -> np.ndarray:
+        """Normalised float32 (B, 3, S, S) -> stage-1 vectors (B, D) of tiles (or, with `output`
+        SKETCH_OUTPUT, of sketches), in chunks of batch_size."""
+        out = [self.session.run([output], {INPUT: np.ascontiguousarray(batch[i:i + self.batch_size], np.float32)})[0]
                for i in range(0, len(batch), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.vector_dim), np.float32)
 
@@ -247,12 +254,12 @@ class OnnxEmbedder:
         batch = np.stack([prepare_sketch(s, size, mean, std, self.retrieval.sketch_widen) for s in sketches])
         views = self.sketch_views
         if views == 1:
-            return Embeddings(self.embed_array(batch), None)
-        fused = self.embed_array(dihedral_views(batch, views)).reshape(len(batch), views, -1)
+            return Embeddings(self.embed_array(batch, self.sketch_output), None)
+        fused = self.embed_array(dihedral_views(batch, views), self.sketch_output).reshape(len(batch), views, -1)
         # each part is its unit vector times a constant scale: averaging then normalising undoes the scale
         bounds = np.cumsum([0] + self.parts)
         parts = [_unit(fused[:, :, a:b].mean(axis=1)) for a, b in zip(bounds[:-1], bounds[1:])]
-        return Embeddings(self.retrieval.fuse(parts).astype(np.float32), None)
+        return Embeddings(self.retrieval.fuse_sketch(parts).astype(np.float32), None)
 
     def pair_scores(self, sketch_tokens, image_tokens) -> np.ndarray:
         raise Stage2NeedsTorch()

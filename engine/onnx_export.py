@@ -6,8 +6,9 @@
 The graph maps a normalised (B, 3, S, S) float32 batch (any B) to the stage-1 vectors exactly as
 `engine.embedder.Embedder` computes them for images: the CLS vector, unit length, and under the
 card's `stage1_fusion` the pretrained descriptor beside it, fused by `engine.model.retrieval.fuse`
-([sqrt(w) * CLS, sqrt(1 - w) * descriptor], each part unit length). Sketch views are averaged
-outside the graph (per part), as the PyTorch path does.
+([sqrt(w) * CLS, sqrt(1 - w) * descriptor], each part unit length). Under a `drawing_weight`, tiles are
+also drawn (engine.model.tile_drawing) and a second output gives the vectors of sketches, which are
+not drawn. Sketch views are averaged outside the graph (per part), as the PyTorch path does.
 
 Weights are stored as float16 initializers, each turned back into float32 by a Cast node that ONNX
 Runtime folds when it loads the file: the file is about half the size, the arithmetic stays float32.
@@ -30,8 +31,8 @@ import torch.nn.functional as F
 
 from .embedder import Embedder
 from .model.checkpoints import CheckpointError
-from .model.stage1 import stage1_outputs
-from .onnx_embedder import FORMAT, INPUT, OUTPUT
+from .model.stage1 import drawing_vector, stage1_outputs
+from .onnx_embedder import FORMAT, INPUT, OUTPUT, SKETCH_OUTPUT
 from .runtime import default_model_path
 
 OPSET = 17
@@ -55,13 +56,17 @@ class Stage1Graph(torch.nn.Module):
             self.descriptor = self.descriptor.to(memory_format=torch.contiguous_format)
         self.retrieval = embedder.retrieval
         self.shared_level = embedder.shared_level
+        self.mean, self.std = embedder.cfg.mean, embedder.cfg.std
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         tokens, glob = stage1_outputs(self.model, self.descriptor, self.shared_level, images)
         parts = [F.normalize(self.model.global_vector(tokens), dim=-1)]
         if glob is not None:
             parts.append(F.normalize(glob, dim=-1))
-        return self.retrieval.fuse(parts)
+        if not self.retrieval.draws_tiles:
+            return self.retrieval.fuse(parts)
+        drawn = F.normalize(drawing_vector(self.descriptor, images, self.mean, self.std), dim=-1)
+        return self.retrieval.fuse(parts + [drawn]), self.retrieval.fuse_sketch(parts)
 
 
 def onnx_metadata(embedder: Embedder) -> dict[str, str]:
@@ -111,18 +116,20 @@ def halve_initializers(model) -> tuple[int, int]:
     return len(casts), kept
 
 
-def _trace_to_onnx(module: torch.nn.Module, size: int, path: Path) -> None:
+def _trace_to_onnx(module: Stage1Graph, size: int, path: Path) -> None:
     dummy = torch.zeros(2, 3, size, size)
+    outputs = [OUTPUT, SKETCH_OUTPUT] if module.retrieval.draws_tiles else [OUTPUT]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                          input_names=[INPUT], output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in [INPUT] + outputs},
                           do_constant_folding=True)
 
 
 def largest_difference(embedder: Embedder, onnx_path: Path, batch: int = 3, seed: int = 0) -> float:
-    """Max abs difference of the ONNX file's stage-1 vectors from PyTorch's on random inputs."""
+    """Max abs difference of the ONNX file's stage-1 vectors of tiles from PyTorch's on random inputs
+    (tests/engine/test_onnx.py compares real tiles and sketches too)."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)

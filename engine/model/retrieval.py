@@ -16,6 +16,12 @@ Sketch widening: `"sketch_widen": 3` thickens a sketch's strokes with a 3 x 3 mi
 is shrunk to the model's input size (engine.preprocess.sketch_canvas); 1 leaves them as drawn. Only
 queries change.
 
+Drawn tiles: `"stage1_fusion": {..., "drawing_weight": 0.5}` also draws each tile as a sketch (its
+strongest edges in black on white, engine.model.tile_drawing) and scores the sketch's descriptor
+against the drawing's with that share (a sketch is compared with a drawing, not only with a photo).
+The drawing shares the descriptor's slot of the vector (`fuse_drawn_tile`): vectors keep their size.
+Tile vectors change, so it is part of index keys.
+
 Query expansion: `"query_expansion": 3` runs stage 1 a second time with the sketch's vector moved
 toward its 3 best distinct matches (engine/expansion.py); 0 (cards without the entry) does not. Only
 queries change.
@@ -71,11 +77,7 @@ def build_descriptor(name: str) -> "torch.nn.Module":
     return FUSION_DESCRIPTORS[name].build()
 
 
-def fuse(model_part, descriptor_part, model_weight: float):
-    """[sqrt(w) * model_part, sqrt(1 - w) * descriptor_part] along the last axis (torch tensors or
-    numpy arrays). With unit-length parts, a dot product of two fused vectors is
-    w * cos(model) + (1 - w) * cos(descriptor)."""
-    a, b = model_part * model_weight ** 0.5, descriptor_part * (1 - model_weight) ** 0.5
+def _join(a, b):
     if isinstance(a, np.ndarray):
         return np.concatenate([a, b], axis=-1)
     import torch  # only reached with tensors, so torch is there
@@ -83,48 +85,84 @@ def fuse(model_part, descriptor_part, model_weight: float):
     return torch.cat([a, b], dim=-1)
 
 
+def fuse(model_part, descriptor_part, model_weight: float):
+    """[sqrt(w) * model_part, sqrt(1 - w) * descriptor_part] along the last axis (torch tensors or
+    numpy arrays). With unit-length parts, a dot product of two fused vectors is
+    w * cos(model) + (1 - w) * cos(descriptor)."""
+    return _join(model_part * model_weight ** 0.5, descriptor_part * (1 - model_weight) ** 0.5)
+
+
+def fuse_drawn_tile(model_part, descriptor_part, drawing_part, model_weight: float, drawing_weight: float):
+    """A tile's stage-1 vector when its drawing counts too: [sqrt(w) * model_part, (p * descriptor_part
+    + e * drawing_part) / sqrt(p + e)] with e the drawing's weight and p = 1 - w - e the photo's. Against
+    a sketch's `fuse(model_part, descriptor_part, w)` the dot product is w * cos(model) + p *
+    cos(descriptor, photo) + e * cos(descriptor, drawing): the drawing shares the descriptor's slot, so
+    the vector keeps its length and indexes their size. Such tile vectors are shorter than 1."""
+    photo = 1 - model_weight - drawing_weight
+    slot = (photo * descriptor_part + drawing_weight * drawing_part) / max(photo + drawing_weight, 1e-12) ** 0.5
+    return _join(model_part * model_weight ** 0.5, slot)
+
+
 @dataclass(frozen=True)
 class Fusion:
     """The card's `stage1_fusion`: which descriptor, and the model's share of the score."""
     descriptor: str
     model_weight: float  # kept as the card writes it (0.5, 1): it is part of tile index keys
+    # The share of the score given to the descriptor of each tile drawn as a sketch
+    # (engine.model.tile_drawing), taken from the photo's descriptor; 0: tiles are not drawn.
+    drawing_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.descriptor not in FUSION_DESCRIPTORS:
             raise ValueError(f"unknown descriptor {self.descriptor!r} (one of {', '.join(FUSION_DESCRIPTORS)})")
-        w = self.model_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
-            raise ValueError(f"model_weight must be a number in [0, 1], not {w!r}")
+        for name in ("model_weight", "drawing_weight"):
+            w = getattr(self, name)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
+                raise ValueError(f"{name} must be a number in [0, 1], not {w!r}")
+        if self.model_weight + self.drawing_weight > 1:
+            raise ValueError(f"model_weight and drawing_weight add up to more than 1 "
+                             f"({self.model_weight} + {self.drawing_weight})")
 
     @classmethod
     def from_card(cls, entry: Mapping[str, Any]) -> "Fusion":
         if not isinstance(entry, Mapping):
             raise ValueError(f"expected {{'descriptor': ..., 'model_weight': ...}}, not {entry!r}")
-        unknown = set(entry) - {"descriptor", "model_weight"}
+        unknown = set(entry) - {"descriptor", "model_weight", "drawing_weight"}
         if unknown or "descriptor" not in entry or "model_weight" not in entry:
-            raise ValueError(f"expected the keys descriptor and model_weight, got {sorted(entry)}")
-        return cls(entry["descriptor"], entry["model_weight"])
+            raise ValueError(f"expected the keys descriptor, model_weight and optionally drawing_weight, "
+                             f"got {sorted(entry)}")
+        return cls(entry["descriptor"], entry["model_weight"], entry.get("drawing_weight", 0.0))
 
     @classmethod
     def parse(cls, text: str) -> "Fusion | None":
-        """'DESCRIPTOR:WEIGHT' (a command-line option) -> a Fusion; 'none' -> None."""
+        """'DESCRIPTOR:WEIGHT' or 'DESCRIPTOR:WEIGHT:DRAWING_WEIGHT' (a command-line option) -> a
+        Fusion; 'none' -> None."""
         if text.strip().lower() == "none":
             return None
-        descriptor, sep, weight = text.rpartition(":")
+        descriptor, *weights = text.split(":")
         try:
-            return cls(descriptor, float(weight)) if sep else cls(text, -1.0)
+            if not 1 <= len(weights) <= 2:
+                raise ValueError("expected one or two weights")
+            return cls(descriptor, *(float(w) for w in weights))
         except ValueError as exc:
-            raise ValueError(f"a fusion is DESCRIPTOR:WEIGHT with DESCRIPTOR one of {', '.join(FUSION_DESCRIPTORS)} "
-                             f"and WEIGHT in [0, 1], or 'none'; got {text!r} ({exc})") from None
+            raise ValueError(f"a fusion is DESCRIPTOR:WEIGHT[:DRAWING_WEIGHT] with DESCRIPTOR one of "
+                             f"{', '.join(FUSION_DESCRIPTORS)} and weights in [0, 1] adding up to at most 1, "
+                             f"or 'none'; got {text!r} ({exc})") from None
 
     def to_card(self) -> dict[str, Any]:
-        return {"descriptor": self.descriptor, "model_weight": self.model_weight}
+        card = {"descriptor": self.descriptor, "model_weight": self.model_weight}
+        if self.drawing_weight:  # cards from before drawings stay byte-identical
+            card["drawing_weight"] = self.drawing_weight
+        return card
 
     @property
     def key(self) -> str:
         """What the fusion adds to a model's identity (and so to tile index keys): byte for byte
-        what indexes made before this class existed hold."""
-        return f"+{self.descriptor}@{self.model_weight}"
+        what indexes made before this class existed hold; the drawing (with how it is drawn) when set."""
+        from .tile_drawing import DRAWING_NAME  # no torch at import
+
+        drawn = f"+drawn:{DRAWING_NAME}@{self.drawing_weight}" if self.drawing_weight else ""
+        return f"+{self.descriptor}@{self.model_weight}{drawn}"
 
 
 @dataclass(frozen=True)
@@ -176,10 +214,24 @@ class RetrievalSettings:
         return kept | self.to_card()
 
     def fuse(self, parts: list):
-        """The stage-1 vector from its unit-length parts: [CLS] alone, or [CLS, descriptor] fused."""
+        """A tile's stage-1 vector from its unit-length parts: [CLS] alone, [CLS, descriptor] fused,
+        or [CLS, descriptor, descriptor of the drawn tile] under a drawing_weight."""
+        if self.fusion is None:
+            return parts[0]
+        if len(parts) == 3:
+            return fuse_drawn_tile(*parts, self.fusion.model_weight, self.fusion.drawing_weight)
+        return fuse(parts[0], parts[1], self.fusion.model_weight)
+
+    def fuse_sketch(self, parts: list):
+        """A sketch's stage-1 vector from its unit-length parts [CLS] or [CLS, descriptor]. A sketch is
+        already a drawing: its descriptor stands for both the photo's and the drawing's shares."""
         if self.fusion is None:
             return parts[0]
         return fuse(parts[0], parts[1], self.fusion.model_weight)
+
+    @property
+    def draws_tiles(self) -> bool:
+        return self.fusion is not None and self.fusion.drawing_weight > 0
 
     def model_identity(self, card: Mapping[str, Any], name: str) -> str:
         """A model's identity in tile index keys: its weights (or name and path), plus the fusion,

@@ -1,5 +1,6 @@
 """What stage 1 computes from a batch of images, in one place for the PyTorch embedder and the ONNX
-export: the model's encoder tokens and, under fusion, the descriptor's global vector.
+export: the model's encoder tokens and, under fusion, the descriptor's global vector (and, under a
+drawing_weight, the descriptor's vector of each tile drawn as a sketch).
 
 A descriptor registered with `shared_from` continues from the output of that module of the model's
 own trunk (its frozen early blocks, the same ImageNet weights) instead of running those blocks on the
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from .retrieval import FUSION_DESCRIPTORS
+from .tile_drawing import draw_tiles
 
 
 class SharedTrunkError(ValueError):
@@ -46,3 +48,9 @@ def stage1_outputs(model: nn.Module, descriptor: nn.Module | None, level: int | 
     tokens = model.encoder.encode_tokens(tokenizer.project(maps))
     block = int(tokenizer.trunk.feature_info.module_name()[level].split(".")[1])  # "blocks.4" -> 4
     return tokens, descriptor.from_block(maps[level], block + 1)
+
+
+def drawing_vector(descriptor: nn.Module, images: torch.Tensor, mean, std) -> torch.Tensor:
+    """Normalised tiles (B, 3, S, S) -> the descriptor of each tile drawn as a sketch
+    (engine.model.tile_drawing): the full pretrained network, since a drawing shares no blocks with the photo."""
+    return descriptor(draw_tiles(images, mean, std))

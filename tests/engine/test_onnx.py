@@ -358,3 +358,36 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "official.pth")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("onnx_export: error:") and "\n" not in err
+
+
+def test_a_card_that_draws_tiles_runs_in_onnx_as_in_pytorch(tmp_path, data_dir):
+    """Under a drawing_weight the graph draws tiles (engine.model.tile_drawing) and has a second output
+    for sketches, which are not drawn: both runtimes give the same tile and sketch vectors."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("the default model is not installed")
+    from engine.embedder import Embedder
+    from engine.onnx_embedder import SKETCH_OUTPUT, OnnxEmbedder
+    from engine.onnx_export import export_onnx
+
+    card = json.loads(DEFAULT_CHECKPOINT.with_name("default.json").read_text())
+    card["stage1_fusion"] = {"descriptor": "efficientnet_lite0_gem_shared", "model_weight": 0.25, "drawing_weight": 0.5}
+    card["weights_file"] = "drawn.safetensors"
+    (tmp_path / "drawn.safetensors").symlink_to(DEFAULT_CHECKPOINT)
+    (tmp_path / "drawn.json").write_text(json.dumps(card))
+    export_onnx(tmp_path / "drawn.safetensors")
+    onnx_emb = OnnxEmbedder.from_checkpoint(tmp_path / "drawn.safetensors")
+    torch_emb = Embedder.from_checkpoint(tmp_path / "drawn.safetensors", "cpu")
+    assert SKETCH_OUTPUT in {o.name for o in onnx_emb.session.get_outputs()}
+    assert onnx_emb.identity == torch_emb.identity and "+drawn:" in onnx_emb.identity
+    images = sorted((data_dir / "ucm10").glob("*/*"))[::100][:10]
+    tiles_onnx, tiles_torch = onnx_emb.embed_images(images).cls, torch_emb.embed_images(images).cls
+    assert np.abs(tiles_onnx - tiles_torch).max() <= TOLERANCE
+    assert np.all(np.linalg.norm(tiles_torch, axis=1) < 0.999)  # photo and drawing share a slot: shorter than 1
+    sketches = sorted((data_dir / "eoc_sketches" / "Aeroplane").glob("*"))[:4]
+    sketches_onnx, sketches_torch = onnx_emb.embed_sketches(sketches).cls, torch_emb.embed_sketches(sketches).cls
+    _close(sketches_onnx, sketches_torch)
+    # a sketch is not drawn: its vector is the plain fusion at the model's weight
+    plain = Embedder.from_checkpoint(DEFAULT_CHECKPOINT, "cpu")
+    fused_at_half = plain.embed_sketches(sketches).cls  # the default card: w = 0.5, no drawing
+    parts = [fused_at_half[:, :256] * 2 ** 0.5, fused_at_half[:, 256:] * 2 ** 0.5]
+    assert np.abs(torch_emb.retrieval.fuse_sketch(parts) - sketches_torch).max() < 1e-5

@@ -36,7 +36,11 @@ def test_index_keys_are_byte_for_byte_those_of_existing_indexes(entry, key):
     ({"stage1_fusion": {"descriptor": "sift", "model_weight": 0.5}}, "unknown descriptor 'sift'"),
     ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 2}}, "model_weight"),
     ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": True}}, "model_weight"),
-    ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem"}}, "keys descriptor and model_weight"),
+    ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem"}}, "keys descriptor, model_weight"),
+    ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5, "drawing_weight": 0.6}},
+     "add up to more than 1"),
+    ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5, "drawing_weight": -1}},
+     "drawing_weight"),
     ({"stage1_fusion": {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.5, "p": 3}}, "keys"),
     ({"stage1_fusion": "efficientnet_lite0_gem"}, "expected"),
     ({"sketch_views": 3}, "sketch_views entry 3"),
@@ -51,8 +55,10 @@ def test_unusable_entries_are_one_clear_error(card, words):
 
 def test_fusion_from_the_command_line():
     assert Fusion.parse("efficientnet_lite0_gap:0.7") == Fusion("efficientnet_lite0_gap", 0.7)
+    assert Fusion.parse("efficientnet_lite0_gap:0.25:0.5") == Fusion("efficientnet_lite0_gap", 0.25, 0.5)
     assert Fusion.parse("None") is None
-    for bad in ("sift:0.5", "efficientnet_lite0_gap", "efficientnet_lite0_gap:x", "efficientnet_lite0_gap:1.5"):
+    for bad in ("sift:0.5", "efficientnet_lite0_gap", "efficientnet_lite0_gap:x", "efficientnet_lite0_gap:1.5",
+                "efficientnet_lite0_gap:0.5:0.6", "efficientnet_lite0_gap:0.1:0.1:0.1"):
         with pytest.raises(ValueError, match="DESCRIPTOR:WEIGHT"):
             Fusion.parse(bad)
 
@@ -90,3 +96,41 @@ def test_settings_applied_to_a_card_replace_its_own():
     applied = RetrievalSettings(None, 1, 1).apply_to(card)
     assert applied == {"weights_sha256": "abc", "sketch_views": 1}
     assert RetrievalSettings.from_card(applied) == RetrievalSettings()
+
+
+def test_drawn_tiles_score_the_sketch_against_photo_and_drawing_at_the_card_weights():
+    """A tile's drawing shares the descriptor's slot: sketch . tile = w cos(CLS) + p cos(descriptor,
+    photo) + e cos(descriptor, drawing), with p = 1 - w - e, and the vector keeps its length."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+
+    def units(n, d):
+        x = rng.normal(size=(n, d)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    settings = RetrievalSettings(Fusion("efficientnet_lite0_gem", 0.25, 0.5))
+    sk_c, sk_d = units(2, 4), units(2, 6)
+    tile_c, tile_d, tile_e = units(3, 4), units(3, 6), units(3, 6)
+    sketches, tiles = settings.fuse_sketch([sk_c, sk_d]), settings.fuse([tile_c, tile_d, tile_e])
+    assert sketches.shape == (2, 10) and tiles.shape == (3, 10)
+    expected = 0.25 * sk_c @ tile_c.T + 0.25 * sk_d @ tile_d.T + 0.5 * sk_d @ tile_e.T
+    assert np.allclose(sketches @ tiles.T, expected, atol=1e-6)
+    assert np.allclose(np.linalg.norm(sketches, axis=1), 1, atol=1e-6)
+    torch_tiles = settings.fuse([torch.from_numpy(p) for p in (tile_c, tile_d, tile_e)]).numpy()
+    assert np.allclose(torch_tiles, tiles, atol=1e-6)
+    # without a drawing, sketches and tiles are fused alike, as before
+    plain = RetrievalSettings(Fusion("efficientnet_lite0_gem", 0.25))
+    assert not plain.draws_tiles and settings.draws_tiles
+    assert np.array_equal(plain.fuse_sketch([sk_c, sk_d]), plain.fuse([sk_c, sk_d]))
+
+
+def test_a_drawing_weight_is_in_the_card_and_the_index_key_and_older_cards_are_unchanged():
+    from engine.model.tile_drawing import DRAWING_NAME
+
+    entry = {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.25, "drawing_weight": 0.5}
+    card = {"weights_sha256": "abc", "sketch_views": 8, "stage1_fusion": entry}
+    settings = RetrievalSettings.from_card(card)
+    assert settings.to_card()["stage1_fusion"] == entry
+    assert card_identity(card) == f"abc+efficientnet_lite0_gem@0.25+drawn:{DRAWING_NAME}@0.5"
+    older = {"descriptor": "efficientnet_lite0_gem", "model_weight": 0.25}
+    assert RetrievalSettings.from_card(card | {"stage1_fusion": older}).to_card()["stage1_fusion"] == older

@@ -16,8 +16,7 @@ ROOT = DEFAULT_CHECKPOINT.parents[2]
 
 def _with_descriptor(descriptor: str) -> Embedder:
     model, card = load_checkpoint(DEFAULT_CHECKPOINT)
-    card = copy.deepcopy(card)
-    card["stage1_fusion"]["descriptor"] = descriptor
+    card = copy.deepcopy(card) | {"stage1_fusion": {"descriptor": descriptor, "model_weight": 0.5}}  # no drawing
     return Embedder(model, card, "cpu")
 
 
