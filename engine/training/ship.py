@@ -4,7 +4,7 @@ model (stage-1 fusion, sketch views and widening: taken from the checkpoint's ca
 from the run config, unless given here).
 
     python -m engine.training.ship runs/lite0-v3/step_00450.safetensors --figures figures.json \
-        [--fusion efficientnet_lite0_gem_shared:0.5] [--sketch-views 8] [--sketch-widen 3]
+        [--fusion efficientnet_lite0_gem_shared:0.5[:DRAWING]] [--sketch-views 8] [--sketch-widen 3]
 """
 from __future__ import annotations
 
@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", required=True, help="JSON file of measured figures for the card")
     p.add_argument("--name")
     p.add_argument("--out", default=str(DEFAULT_CHECKPOINT))
-    p.add_argument("--fusion", help="stage-1 fusion as DESCRIPTOR:WEIGHT (model share), or 'none' "
-                                    "(default: as in the checkpoint's card)")
+    p.add_argument("--fusion", help="stage-1 fusion as DESCRIPTOR:WEIGHT (model share) or "
+                                    "DESCRIPTOR:WEIGHT:DRAWING_WEIGHT (also the share of the tiles' drawings), "
+                                    "or 'none' (default: as in the checkpoint's card)")
     p.add_argument("--sketch-views", type=int, choices=SKETCH_VIEW_CHOICES,
                    help="average each sketch over its 4 rotations or 8 rotations and mirrors (default: as in the card)")
     p.add_argument("--sketch-widen", type=int, choices=SKETCH_WIDEN_CHOICES,
