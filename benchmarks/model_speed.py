@@ -20,7 +20,7 @@ from engine.device import describe_device, pick_device
 from engine.embedder import Embedder
 from engine.model import CONFIGS, MLAGT
 from engine.model.checkpoints import load_checkpoint
-from engine.model.retrieval import FUSION_DESCRIPTORS
+from engine.model.retrieval import FUSION_DESCRIPTORS, Fusion
 from engine.runtime import default_model_path
 
 
@@ -133,9 +133,21 @@ def separate_twin(embedder: Embedder) -> Embedder | None:
     shared = FUSION_DESCRIPTORS[fusion.descriptor] if fusion else None
     if shared is None or shared.shared_from is None:
         return None
-    twin = next(d.name for d in FUSION_DESCRIPTORS.values() if d.builder == shared.builder and d.shared_from is None)
+    twin = next((d.name for d in FUSION_DESCRIPTORS.values() if d.builder == shared.builder and d.shared_from is None),
+                None)
+    if twin is None:  # no registered descriptor runs the same network on the image alone
+        return None
     card = embedder.card | {"stage1_fusion": replace(fusion, descriptor=twin).to_card()}
     return Embedder(embedder.model, card, device=embedder.device)
+
+
+def single_partner_twin(embedder: Embedder) -> Embedder | None:
+    """The same model with only the Lite0 GeM partner on the shared trunk (the card before the Lite2
+    partner), when the card's descriptor is a pair; else None."""
+    if embedder.fusion is None or "+" not in embedder.fusion.descriptor:
+        return None
+    single = Fusion(embedder.fusion.descriptor.split("+")[0], 0.5)
+    return Embedder(embedder.model, embedder.card | {"stage1_fusion": single.to_card()}, device=embedder.device)
 
 
 def undrawn_twin(embedder: Embedder) -> Embedder | None:
@@ -197,6 +209,12 @@ def main(argv=None) -> None:
             print(f"  one trunk pass ({embedder.fusion.descriptor}): {flops / 1e9:.2f} GFLOP, {shared_ips:.1f} img/s "
                   f"against {flops_per_image(twin) / 1e9:.2f} GFLOP, {separate_ips:.1f} img/s with the descriptor "
                   f"on the image ({twin.fusion.descriptor}), same rounds: {ratio:.2f}x")
+        single = single_partner_twin(embedder) if name == "default" else None
+        if single is not None:
+            pair_ips, single_ips, ratio = paired_speed(embedder, single, batch, args.repeats)
+            print(f"  two partners ({embedder.fusion.descriptor}): {flops / 1e9:.2f} GFLOP, {pair_ips:.1f} img/s "
+                  f"against {flops_per_image(single) / 1e9:.2f} GFLOP, {single_ips:.1f} img/s with "
+                  f"{single.fusion.descriptor} alone, same rounds: {1 / ratio:.2f}x the time")
         plain = undrawn_twin(embedder) if name == "default" else None
         if plain is not None:
             drawn_ips, plain_ips, ratio = paired_speed(embedder, plain, batch, args.repeats)

@@ -69,6 +69,10 @@ FUSION_DESCRIPTORS: dict[str, FusionDescriptor] = {d.name: d for d in (
     FusionDescriptor("efficientnet_lite0_gem", ".pretrained:lite0_gem_network"),
     # the same GeM descriptor on the model's own (frozen, half-stored) blocks 0-4: one trunk pass
     FusionDescriptor("efficientnet_lite0_gem_shared", ".pretrained:lite0_gem_network", shared_from="blocks.4"),
+    # that one beside the ImageNet EfficientNet-Lite2 GeM descriptor, which reads the tile (a second
+    # view of it by a larger network; each part half of the descriptor's share)
+    FusionDescriptor("efficientnet_lite0_gem_shared+lite2_gem", ".pretrained:lite0_lite2_gem_network",
+                     shared_from="blocks.4"),
 )}
 
 

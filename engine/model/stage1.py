@@ -47,6 +47,8 @@ def stage1_outputs(model: nn.Module, descriptor: nn.Module | None, level: int | 
     maps = tokenizer.trunk(images)
     tokens = model.encoder.encode_tokens(tokenizer.project(maps))
     block = int(tokenizer.trunk.feature_info.module_name()[level].split(".")[1])  # "blocks.4" -> 4
+    if hasattr(descriptor, "from_shared"):  # a pair: its second descriptor reads the image
+        return tokens, descriptor.from_shared(images, maps[level], block + 1)
     return tokens, descriptor.from_block(maps[level], block + 1)
 
 

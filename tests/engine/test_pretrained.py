@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from engine.model.checkpoints import CheckpointError
-from engine.model.pretrained import efficientnet_lite0_state_dict, map_in_order, package_file
+from engine.model.pretrained import (efficientnet_lite0_state_dict, efficientnet_lite2_state_dict, map_in_order,
+                                     package_file)
 
 timm = pytest.importorskip("timm")
 
@@ -18,19 +19,30 @@ def lite0_state():
         pytest.skip(str(exc))
 
 
-def test_converted_weights_load_strictly_into_timm(lite0_state):
-    net = timm.create_model("efficientnet_lite0", pretrained=False)
-    net.load_state_dict(lite0_state, strict=True)
+@pytest.fixture(scope="module")
+def lite2_state():
+    try:
+        return efficientnet_lite2_state_dict()
+    except CheckpointError as exc:
+        pytest.skip(str(exc))
 
 
-def test_tensors_pair_up_by_kind():
+def test_converted_weights_load_strictly_into_timm(lite0_state, lite2_state):
+    for arch, state in (("efficientnet_lite0", lite0_state), ("efficientnet_lite2", lite2_state)):
+        net = timm.create_model(arch, pretrained=False)
+        net.load_state_dict(state, strict=True)
+
+
+@pytest.mark.parametrize("arch, package, file", [
+    ("efficientnet_lite0", "LITE0_PACKAGE", "LITE0_FILE"), ("efficientnet_lite2", "LITE2_PACKAGE", "LITE2_FILE")])
+def test_tensors_pair_up_by_kind(arch, package, file):
     # shapes alone cannot tell weight, bias, running_mean and running_var apart: the package's own
     # names, taken in the same order, must end like timm's
+    from engine.model import pretrained
     from engine.model.weight_files import torch_load_weights_only
-    from engine.model.pretrained import LITE0_FILE, LITE0_PACKAGE
 
-    raw = torch_load_weights_only(package_file(LITE0_PACKAGE, LITE0_FILE))
-    ours = [k for k in timm.create_model("efficientnet_lite0").state_dict() if not k.endswith("num_batches_tracked")]
+    raw = torch_load_weights_only(package_file(getattr(pretrained, package), getattr(pretrained, file)))
+    ours = [k for k in timm.create_model(arch).state_dict() if not k.endswith("num_batches_tracked")]
     theirs = [k for k in raw if not k.endswith("num_batches_tracked")]
     assert [k.rsplit(".", 1)[1] for k in theirs] == [k.rsplit(".", 1)[1] for k in ours]
 
@@ -41,11 +53,13 @@ def test_batchnorm_variances_are_variances(lite0_state):
     assert all((v >= 0).all() for v in variances)  # some channels are dead (exactly 0) in this file
 
 
-def test_pretrained_features_separate_simple_images(lite0_state):
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_pretrained_features_separate_simple_images(arch, request):
     # ImageNet features of a striped and a flat image differ far more than two flat images of
     # slightly different grey: random weights would not order them so reliably
-    net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
-    net.load_state_dict({k: v for k, v in lite0_state.items() if not k.startswith("classifier")})
+    state = request.getfixturevalue(arch.replace("efficientnet_", "") + "_state")
+    net = timm.create_model(arch, pretrained=False, num_classes=0)
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("classifier")})
     net.eval()
     flat_a, flat_b = torch.full((1, 3, 128, 128), 0.1), torch.full((1, 3, 128, 128), 0.15)
     stripes = torch.zeros(1, 3, 128, 128)

@@ -49,3 +49,26 @@ def test_a_model_without_that_trunk_map_is_one_clear_error(tiny_checkpoint):
     card = copy.deepcopy(card) | {"stage1_fusion": {"descriptor": "efficientnet_lite0_gem_shared", "model_weight": 0.5}}
     with pytest.raises(CheckpointError, match="continues from blocks.4 of an efficientnet_lite0 trunk"):
         Embedder(model, card, "cpu")
+
+
+def test_the_shipped_partner_pair_is_lite0_on_the_shared_trunk_beside_lite2_on_the_tile(mosaic_tiles):
+    """The default card's descriptor: its Lite0 half continues from the model's trunk map (one pass), its
+    Lite2 half reads the tile; the halves are unit length and weigh the same."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("the default model is not installed")
+    import torch
+
+    from engine.model.pretrained import PartnerPair
+
+    model, card = load_checkpoint(DEFAULT_CHECKPOINT)
+    emb = Embedder(model, card, "cpu")
+    assert isinstance(emb.descriptor, PartnerPair) and emb.shared_level == 1 and emb.vector_dim == 256 + 2560
+    x = torch.from_numpy(emb.prepare_batch(mosaic_tiles).numpy().copy()).contiguous()
+    with torch.inference_mode():
+        on_image = emb.descriptor(x).numpy()
+        shared = emb.embed_images(mosaic_tiles).cls[:, 256:] / (1 - emb.fusion.model_weight) ** 0.5
+    assert np.allclose(np.linalg.norm(on_image[:, :1280], axis=1), 2 ** -0.5, atol=1e-5)
+    assert np.allclose(np.linalg.norm(on_image[:, 1280:], axis=1), 2 ** -0.5, atol=1e-5)
+    assert (shared[:, 1280:] * on_image[:, 1280:]).sum(1).min() * 2 > 0.9999  # Lite2: the same tile, the same network
+    # Lite0: the same within the rounding of the model's half-stored blocks
+    assert (shared[:, :1280] * on_image[:, :1280]).sum(1).min() * 2 > 0.9995
