@@ -101,7 +101,7 @@ def fuse_drawn_tile(model_part, descriptor_part, drawing_part, model_weight: flo
     + e * drawing_part) / sqrt(p + e)] with e the drawing's weight and p = 1 - w - e the photo's. Against
     a sketch's `fuse(model_part, descriptor_part, w)` the dot product is w * cos(model) + p *
     cos(descriptor, photo) + e * cos(descriptor, drawing): the drawing shares the descriptor's slot, so
-    the vector keeps its length and indexes their size. Such tile vectors are shorter than 1."""
+    the vector keeps its number of dimensions and indexes their size. Such tile vectors are shorter than 1."""
     photo = 1 - model_weight - drawing_weight
     slot = (photo * descriptor_part + drawing_weight * drawing_part) / max(photo + drawing_weight, 1e-12) ** 0.5
     return _join(model_part * model_weight ** 0.5, slot)
