@@ -142,8 +142,8 @@ def separate_twin(embedder: Embedder) -> Embedder | None:
 
 
 def single_partner_twin(embedder: Embedder) -> Embedder | None:
-    """The same model with only the Lite0 GeM partner on the shared trunk (the card before the Lite2
-    partner), when the card's descriptor is a pair; else None."""
+    """The same model with only the Lite0 GeM partner on the shared trunk at w 0.5 (as the shipped card
+    has it), when the card's descriptor is a pair; else None."""
     if embedder.fusion is None or "+" not in embedder.fusion.descriptor:
         return None
     single = Fusion(embedder.fusion.descriptor.split("+")[0], 0.5)
