@@ -203,24 +203,17 @@ def main(argv=None) -> None:
             as_set, single = sketch_query_seconds(embedder, args.repeats)
             print(f"  one sketch query: {as_set * 1000:.0f} ms with its {embedder.sketch_views} views, "
                   f"{single * 1000:.0f} ms as drawn ({as_set / single:.1f}x)")
-        twin = separate_twin(embedder) if name == "default" else None
-        if twin is not None:
-            shared_ips, separate_ips, ratio = paired_speed(embedder, twin, batch, args.repeats)
-            print(f"  one trunk pass ({embedder.fusion.descriptor}): {flops / 1e9:.2f} GFLOP, {shared_ips:.1f} img/s "
-                  f"against {flops_per_image(twin) / 1e9:.2f} GFLOP, {separate_ips:.1f} img/s with the descriptor "
-                  f"on the image ({twin.fusion.descriptor}), same rounds: {ratio:.2f}x")
-        single = single_partner_twin(embedder) if name == "default" else None
-        if single is not None:
-            pair_ips, single_ips, ratio = paired_speed(embedder, single, batch, args.repeats)
-            print(f"  two partners ({embedder.fusion.descriptor}): {flops / 1e9:.2f} GFLOP, {pair_ips:.1f} img/s "
-                  f"against {flops_per_image(single) / 1e9:.2f} GFLOP, {single_ips:.1f} img/s with "
-                  f"{single.fusion.descriptor} alone, same rounds: {1 / ratio:.2f}x the time")
-        plain = undrawn_twin(embedder) if name == "default" else None
-        if plain is not None:
-            drawn_ips, plain_ips, ratio = paired_speed(embedder, plain, batch, args.repeats)
-            print(f"  tiles drawn (drawing_weight {embedder.fusion.drawing_weight}): {flops / 1e9:.2f} GFLOP, "
-                  f"{drawn_ips:.1f} img/s against {flops_per_image(plain) / 1e9:.2f} GFLOP, {plain_ips:.1f} img/s "
-                  f"without the drawings, same rounds: {1 / ratio:.2f}x the time")
+        fusion = embedder.fusion if name == "default" else None
+        if fusion is not None:  # the card against the same model with one thing changed, in the same rounds
+            for twin, label, against in (
+                    (separate_twin(embedder), f"one trunk pass ({fusion.descriptor})", "the descriptor on the image"),
+                    (single_partner_twin(embedder), f"two partners ({fusion.descriptor})", "the Lite0 partner alone"),
+                    (undrawn_twin(embedder), f"tiles drawn ({fusion.drawing_weight})", "no drawings")):
+                if twin is not None:
+                    ours, theirs, ratio = paired_speed(embedder, twin, batch, args.repeats)
+                    print(f"  {label}: {flops / 1e9:.2f} GFLOP, {ours:.1f} img/s against "
+                          f"{flops_per_image(twin) / 1e9:.2f} GFLOP, {theirs:.1f} img/s with {against} "
+                          f"({twin.fusion.descriptor}), same rounds: {ratio:.2f}x the tiles per second")
         if name == "default" and device.type == "cpu":
             versus = onnx_against_torch(embedder, batch, args.repeats)
             if versus is None:

@@ -11,20 +11,21 @@ from engine.model.pretrained import (efficientnet_lite0_state_dict, efficientnet
 timm = pytest.importorskip("timm")
 
 
+def _converted_or_skip(convert):
+    try:
+        return convert()
+    except CheckpointError as exc:  # the package is not installed
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="module")
 def lite0_state():
-    try:
-        return efficientnet_lite0_state_dict()
-    except CheckpointError as exc:
-        pytest.skip(str(exc))
+    return _converted_or_skip(efficientnet_lite0_state_dict)
 
 
 @pytest.fixture(scope="module")
 def lite2_state():
-    try:
-        return efficientnet_lite2_state_dict()
-    except CheckpointError as exc:
-        pytest.skip(str(exc))
+    return _converted_or_skip(efficientnet_lite2_state_dict)
 
 
 def test_converted_weights_load_strictly_into_timm(lite0_state, lite2_state):
