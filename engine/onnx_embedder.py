@@ -21,6 +21,7 @@ import numpy as np
 from .embeddings import Embeddings
 from .model.checkpoints import CheckpointError, card_path_for, parse_card
 from .model.retrieval import RetrievalSettings
+from .onnx_partners import inference_session
 from .preprocess import ImageLike, dihedral_views, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
 
@@ -128,7 +129,9 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # warnings from ONNX Runtime's optimizer are not the user's business
         try:
-            self.session = ort.InferenceSession(str(self.onnx_file), options, providers=providers)
+            self.session, _ = inference_session(self.onnx_file, options, providers)
+        except CheckpointError:
+            raise
         except Exception as exc:  # ONNX Runtime raises its own exception types for unreadable files
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(self.onnx_file, f"not a readable ONNX model ({first})") from None

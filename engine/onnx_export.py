@@ -10,8 +10,12 @@ card's `stage1_fusion` the pretrained descriptor beside it, fused by `engine.mod
 also drawn (engine.model.tile_drawing) and a second output gives the vectors of sketches, which are
 not drawn. Sketch views are averaged outside the graph (per part), as the PyTorch path does.
 
-Weights are stored as float16 initializers, each turned back into float32 by a Cast node that ONNX
+Our weights are stored as float16 initializers, each turned back into float32 by a Cast node that ONNX
 Runtime folds when it loads the file: the file is about half the size, the arithmetic stays float32.
+The pretrained partner's weights are not stored at all: the file names, for each, its package, file
+and key, and the ONNX engine reads them from the installed package (engine.onnx_partners). So that
+they keep their names, the graph is traced with BatchNorm as its own node (ONNX Runtime folds it into
+the convolution when it loads the file, as the exporter would have).
 The file's metadata holds the source checkpoint's weights sha256 and the card entries the ONNX path
 needs, so a file can be checked against the card it is paired with. Building needs torch, timm and
 `onnx`; the output depends only on the checkpoint and the versions of those (no time stamps).
@@ -32,7 +36,10 @@ import torch.nn.functional as F
 from .embedder import Embedder
 from .model.checkpoints import CheckpointError
 from .model.stage1 import drawing_vector, stage1_outputs
+from .model.package_weights import package_version, read_legacy_pth
+from .model.pretrained import PooledTrunk
 from .onnx_embedder import FORMAT, INPUT, OUTPUT, SKETCH_OUTPUT
+from .onnx_partners import PARTNERS_KEY, file_sha256, inference_session
 from .runtime import default_model_path
 
 OPSET = 17
@@ -99,7 +106,7 @@ def halve_initializers(model) -> tuple[int, int]:
 
     casts, kept = [], 0
     for init in model.graph.initializer:
-        if init.data_type != onnx.TensorProto.FLOAT:
+        if init.data_type != onnx.TensorProto.FLOAT or init.data_location == onnx.TensorProto.EXTERNAL:
             continue
         value = numpy_helper.to_array(init)
         half = value.astype(np.float16)
@@ -116,6 +123,51 @@ def halve_initializers(model) -> tuple[int, int]:
     return len(casts), kept
 
 
+DESCRIPTOR_PREFIX = "descriptor."  # Stage1Graph's attribute: its tensors are named descriptor.<path>
+
+
+def externalize_partners(model, descriptor: torch.nn.Module | None) -> dict | None:
+    """Leave the pretrained partner's weights out of `model` (in place): each initializer of the descriptor
+    is checked equal to its package's tensor and marked as external data. Returns the PARTNERS_KEY
+    entry (None when there is no partner)."""
+    import onnx
+    from onnx import numpy_helper
+
+    if descriptor is None:
+        return None
+    files, arrays, where = [], [], {}
+    for name, trunk in descriptor.named_modules():
+        if not isinstance(trunk, PooledTrunk) or trunk.source is None:
+            continue
+        src = trunk.source
+        path = src.path()
+        files.append({"package": src.package, "file": src.file, "sha256": file_sha256(path),
+                      "version": package_version(src.package)})
+        arrays.append(read_legacy_pth(path))
+        for timm_key, package_key in src.key_pairs().items():
+            where[f"{DESCRIPTOR_PREFIX}{name + '.' if name else ''}net.{timm_key}"] = (len(files) - 1, package_key)
+    tensors = []
+    for init in model.graph.initializer:
+        if not init.name.startswith(DESCRIPTOR_PREFIX):
+            continue
+        if init.name not in where:
+            raise RuntimeError(f"the partner tensor {init.name} has no package to come from")
+        index, key = where[init.name]
+        value = numpy_helper.to_array(init)
+        if not np.array_equal(value, arrays[index][key]):
+            raise RuntimeError(f"the partner tensor {init.name} differs from {key} of {files[index]['file']}")
+        tensors.append([init.name, index, key, list(value.shape)])
+        init.ClearField("raw_data")
+        init.ClearField("float_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        del init.external_data[:]
+        for entry_key, entry_value in (("location", Path(files[index]["file"]).name), ("offset", "0"),
+                                       ("length", str(value.nbytes))):
+            entry = init.external_data.add()
+            entry.key, entry.value = entry_key, entry_value
+    return {"files": files, "tensors": tensors} if tensors else None
+
+
 def _trace_to_onnx(module: Stage1Graph, size: int, path: Path) -> None:
     dummy = torch.zeros(2, 3, size, size)
     outputs = [OUTPUT, SKETCH_OUTPUT] if module.retrieval.draws_tiles else [OUTPUT]
@@ -124,7 +176,7 @@ def _trace_to_onnx(module: Stage1Graph, size: int, path: Path) -> None:
         torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=OPSET,
                           input_names=[INPUT], output_names=outputs,
                           dynamic_axes={name: {0: "batch"} for name in [INPUT] + outputs},
-                          do_constant_folding=True)
+                          do_constant_folding=True, training=torch.onnx.TrainingMode.PRESERVE)
 
 
 def largest_difference(embedder: Embedder, onnx_path: Path, batch: int = 3, seed: int = 0) -> float:
@@ -139,7 +191,7 @@ def largest_difference(embedder: Embedder, onnx_path: Path, batch: int = 3, seed
     mean = np.asarray(embedder.cfg.mean, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(embedder.cfg.std, np.float32).reshape(1, 3, 1, 1)
     x = (images.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session, _ = inference_session(onnx_path, ort.SessionOptions(), ["CPUExecutionProvider"])
     got = session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, np.float32)})[0]
     return float(np.abs(got - expected).max())
 
@@ -161,11 +213,15 @@ def export_onnx(checkpoint: str | Path | None = None, out: str | Path | None = N
     try:
         _trace_to_onnx(Stage1Graph(embedder).eval(), embedder.cfg.img_size, tmp)
         model = onnx.load(str(tmp))
+        onnx.checker.check_model(model)  # before the partners' weights leave it (the checker looks for their files)
+        partners = externalize_partners(model, embedder.descriptor)
         halve_initializers(model)
-        for key, value in onnx_metadata(embedder).items():
+        metadata = onnx_metadata(embedder)
+        if partners:
+            metadata[PARTNERS_KEY] = json.dumps(partners, sort_keys=True)
+        for key, value in metadata.items():
             model.metadata_props.add(key=key, value=value)
         model.producer_name, model.producer_version = "sketch-search", FORMAT
-        onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         if verify:
             diff = largest_difference(embedder, tmp)

