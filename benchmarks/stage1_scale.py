@@ -1,21 +1,22 @@
 """Stage 1 over very many tiles: the approximate index of engine/index/ann.py against exact search.
 
-    python -m benchmarks.stage1_scale --vectors 10000000 [--dim 1536] [--queries 20] [--json]
+    python -m benchmarks.stage1_scale --vectors 10000000 [--dim 2816] [--queries 20] [--json]
 
 prints, as its last line, one JSON object with `vectors`, `seconds_per_query` (median, index in
 memory as in the engine's worker: candidates from the ANN index, re-scored exactly) and
 `recall_at_100` (mean share of the exact top 100 found), plus build time and sizes.
 
-Synthetic vectors, because 10^7 float32 vectors of 1536-d are 61 GB (float16: 31 GB), more than
+Synthetic vectors, because 10^7 float32 vectors of 2816-d are 113 GB (float16: 56 GB), more than
 this machine's 20 GB of disk. They are shaped like real tile vectors: the principal-axis spectrum
-(variance per axis, and the length of the mean vector) of 4,173 real UC Merced tile vectors of the
-default model is stored in benchmarks/tile_vector_spectrum.npz (`--measure-spectrum INDEX_DIR` makes
-it from any index), and the synthetic set follows it on random axes: x_i = normalise(C[k_i] + G z_i),
-1,000 vectors per cluster, centres C drawn with 70 % of the spectrum's variance around the mean
-vector, the within-cluster part G z_i (30 %) through a fixed map G of a 128-d latent z_i stored as
-float16 (so a row's exact vector is computed from 256 bytes instead of read from 6 KB). A query
-is a centre, its own variation and noise of the same spectrum. Exact search over all rows is
-computed from the same representation (scores = C[k] . q + z . (G^T q), divided by the norms).
+(variance per axis, and the length of the mean vector) of 1,608 real UC Merced tile vectors of the
+default model (the demo and sample mosaics) is stored in benchmarks/tile_vector_spectrum.npz
+(`--measure-spectrum INDEX_DIR` makes it from any index), and the synthetic set follows it on random
+axes: x_i = normalise(C[k_i] + G z_i), 1,000 vectors per cluster, centres C drawn with 70 % of the
+spectrum's variance around the mean vector, the within-cluster part G z_i (30 %) through a fixed map
+G of a 128-d latent z_i stored as float16 (so a row's exact vector is computed from 256 bytes
+instead of read from 11 KB). A query is a centre, its own variation and noise of the same spectrum.
+Exact search over all rows is computed from the same representation (scores = C[k] . q + z . (G^T
+q), divided by the norms).
 Real indexes differ: measure recall on one before trusting these figures for it.
 """
 from __future__ import annotations
@@ -188,7 +189,7 @@ def run(n: int, dim: int, n_queries: int, workdir: Path, k: int = 100) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vectors", type=int, default=10_000_000)
-    ap.add_argument("--dim", type=int, default=1536, help="vector size (the default model's: 1536)")
+    ap.add_argument("--dim", type=int, default=2816, help="vector size (the default model's: 2816)")
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--workdir",
                     help="folder for the vectors and the index (kept for reruns; default: a temporary one)")

@@ -25,7 +25,7 @@ from .index.store import EMBEDDED
 from .search_types import Match, SearchOptions
 from .tiling import parse_crs, reproject
 
-# One chunk of float32 rows in memory at a time: 43,690 rows of the default model's 1536-d vectors.
+# One chunk of float32 rows in memory at a time: 23,831 rows of the default model's 2816-d vectors.
 CHUNK_BYTES = 256 << 20
 
 

@@ -180,6 +180,5 @@ class PartnerPair(torch.nn.Module):
 
 
 def lite0_lite2_gem_network(p: float = 3.0) -> PartnerPair:
-    """The Lite0 and Lite2 GeM descriptors side by side (2560-d): a card option, better on the validation
-    sketches but not in the shipped card (its ONNX file would not fit the plugin zip; BENCHMARKS.md)."""
+    """The Lite0 and Lite2 GeM descriptors side by side (2560-d): the shipped card's stage-1 partners."""
     return PartnerPair(lite0_gem_network(p), lite2_gem_network(p)).eval()

@@ -12,7 +12,7 @@ from engine.runtime import MODELS_DIR
 def test_shipped_card_round_trips():
     card = json.loads((MODELS_DIR / "default.json").read_text())
     settings = RetrievalSettings.from_card(card)
-    assert settings.fusion == Fusion("efficientnet_lite0_gem_shared", 0.5) and settings.sketch_views == 8
+    assert settings.fusion == Fusion("efficientnet_lite0_gem_shared+lite2_gem", 0.333) and settings.sketch_views == 8
     assert settings.sketch_widen == 3 and settings.query_expansion == 3
     assert settings.to_card() == {k: card[k] for k in CARD_ENTRIES}
 

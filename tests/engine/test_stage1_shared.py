@@ -51,17 +51,17 @@ def test_a_model_without_that_trunk_map_is_one_clear_error(tiny_checkpoint):
         Embedder(model, card, "cpu")
 
 
-def test_the_partner_pair_is_lite0_on_the_shared_trunk_beside_lite2_on_the_tile(mosaic_tiles):
-    """The descriptor `efficientnet_lite0_gem_shared+lite2_gem` (a card option): its Lite0 half continues
-    from the model's trunk map (one pass), its Lite2 half reads the tile; the halves are unit length and
-    weigh the same."""
+def test_the_shipped_partner_pair_is_lite0_on_the_shared_trunk_beside_lite2_on_the_tile(mosaic_tiles):
+    """The default card's descriptor: its Lite0 half continues from the model's trunk map (one pass), its
+    Lite2 half reads the tile; the halves are unit length and weigh the same."""
     if not DEFAULT_CHECKPOINT.is_file():
         pytest.skip("the default model is not installed")
     import torch
 
     from engine.model.pretrained import PartnerPair
 
-    emb = _with_descriptor("efficientnet_lite0_gem_shared+lite2_gem")
+    model, card = load_checkpoint(DEFAULT_CHECKPOINT)
+    emb = Embedder(model, card, "cpu")
     assert isinstance(emb.descriptor, PartnerPair) and emb.shared_level == 1 and emb.vector_dim == 256 + 2560
     x = torch.from_numpy(emb.prepare_batch(mosaic_tiles).numpy().copy()).contiguous()
     with torch.inference_mode():
