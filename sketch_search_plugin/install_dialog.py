@@ -24,7 +24,7 @@ LOG_TAG = "Sketch Search"
 # (setting value, label); the sizes are the downloads measured for each lock (README, "Install").
 ENGINE_CHOICES = (
     ("auto", "Automatic: PyTorch with an NVIDIA GPU, else ONNX Runtime"),
-    ("onnx", "ONNX Runtime: CPU search, about 100 MB to download"),
+    ("onnx", "ONNX Runtime: CPU search, about 150 MB to download"),
     ("torch", "PyTorch: NVIDIA GPUs, re-ranking, training (Linux: about 3.2 GB)"),
 )
 

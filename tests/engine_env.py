@@ -3,7 +3,7 @@
 It lives outside the repository, in ~/.cache/sketch-search-tests/engine-env-onnx-<lock hash>
 ($SKETCH_SEARCH_TEST_CACHE or $XDG_CACHE_HOME/sketch-search-tests instead), so a changed lock
 gets a new environment and an unchanged one costs nothing after the first run (about 20 s and
-100 MB of downloads). Tests that run the engine the way QGIS does (worker process, no PyTorch) use:
+150 MB of downloads). Tests that run the engine the way QGIS does (worker process, no PyTorch) use:
 
     from engine_env import onnx_engine_python
     python = onnx_engine_python()   # Path of the environment's python

