@@ -28,7 +28,7 @@ def outdated_environment() -> str | None:
     if chosen is None or state.status != "outdated" or os.path.realpath(chosen.path) != os.path.realpath(state.python):
         return None
     return (f"{state.detail} The default model may not load until it is updated "
-            "(your indexes and settings are kept).")
+            "(your settings are kept).")
 
 
 class EnginePanel(QFrame):
