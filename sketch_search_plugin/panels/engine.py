@@ -12,6 +12,8 @@ from ..search_task import EngineInfoTask
 
 NOT_INSTALLED = ("The search engine is not installed yet. It runs outside QGIS, in a Python environment of its "
                  "own (for CPUs about 150 MB to download; the installer shows what it does).")
+OUTDATED = ("The search engine's environment predates this version of the plugin, which brings newer packages "
+            "(its default model may need them): update it. Your settings are kept.")
 INSTALL, UPDATE = "Install the search engine…", "Update the search engine…"
 
 
@@ -27,8 +29,7 @@ def outdated_environment() -> str | None:
         return None
     if chosen is None or state.status != "outdated" or os.path.realpath(chosen.path) != os.path.realpath(state.python):
         return None
-    return (f"{state.detail} The default model may not load until it is updated "
-            "(your settings are kept).")
+    return OUTDATED
 
 
 class EnginePanel(QFrame):

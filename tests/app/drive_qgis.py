@@ -83,8 +83,18 @@ def run():
         dock.engine_panel.install_button.click()  # modal: returns when the dialog is closed
         step("install dialog closed", **INSTALL)
 
-    # 4. The engine starts in its worker (the dock asks it for devices).
+    # 3b. A user of an earlier version: the engine runs from an environment older than this plugin's
+    #     locks. It starts, the dock says so and offers Update…, which reinstalls it; the banner goes.
     engine = dock.engine_panel
+    if ENV.get("SKETCH_SEARCH_APP_UPDATE"):
+        wait_for(lambda: engine.info and not engine.isHidden(), 120, "the engine to start with the Update banner")
+        step("outdated", banner=engine.label.text(), button=engine.install_button.text(), info=engine.info)
+        shoot("app_update_offered")
+        QTimer.singleShot(500, drive_install_dialog)
+        engine.install_button.click()  # modal: returns when the dialog is closed
+        step("install dialog closed", **INSTALL)
+
+    # 4. The engine starts in its worker (the dock asks it for devices).
     wait_for(lambda: engine.info or engine.isVisible() and engine.info_task is None, 240, "the search engine to start")
     step("engine", info=engine.info, banner=engine.label.text() if engine.isVisible() else "")
     assert engine.info, f"the engine did not start: {engine.label.text()}"
@@ -204,12 +214,13 @@ INSTALL = {}
 
 
 def drive_install_dialog():
-    """Inside the installer dialog's own event loop: press Install, wait for the end, close it."""
+    """Inside the installer dialog's own event loop: press Install (or Update), wait for the end, close it."""
     from qgis.PyQt.QtWidgets import QApplication
 
     dialog = QApplication.activeModalWidget()
     try:
         INSTALL["title"] = dialog.windowTitle()
+        INSTALL["button"] = dialog.install_button.text()
         dialog.install_button.click()
         wait_for(lambda: not dialog.running(), 600, "the install to finish")
         INSTALL["status"] = dialog.status.text()

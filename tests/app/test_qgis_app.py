@@ -7,6 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from sketch_search_plugin import installer
+
 from .conftest import need, run_killing_group
 
 DRIVER = Path(__file__).resolve().parent / "drive_qgis.py"
@@ -51,6 +55,53 @@ def test_search_in_the_real_qgis_application(tmp_path, plugin_zip, mosaic, data_
     assert len(refined["layers"]) == 1 and refined["layers"][0].endswith(" refined") and refined["ranks"], context
     assert report["heavy_modules"] == [], context  # the engine's libraries never entered QGIS's process
     assert steps["engine"]["info"]["protocol"] == 1
+
+
+def _outdated_environment(env_dir: Path, packages_from: Path) -> None:
+    """An engine environment as an earlier plugin version left it: a real venv (its packages those of
+    the installer-made environment `packages_from`, through a .pth file) whose marker names another lock."""
+    base = Path(os.path.realpath(packages_from / "bin" / "python"))
+    subprocess.run([str(base), "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    sites = sorted((packages_from / "lib").glob("python3*/site-packages"))
+    own = sorted((env_dir / "lib").glob("python3*/site-packages"))
+    assert len(sites) == len(own) == 1, (sites, own)
+    (own[0] / "earlier_packages.pth").write_text(str(sites[0]) + "\n")
+    (env_dir / installer.MARKER).write_text(json.dumps({"flavour": "onnx", "lock_sha256": "0" * 64,
+                                                        "python_version": "3"}))
+
+
+def test_an_earlier_users_engine_is_updated_then_searches(tmp_path, plugin_zip, mosaic, data_dir, engine_python):
+    """A plugin update that brings newer engine packages (the default model's partners): the engine
+    from the earlier version still starts, the dock offers Update…, the installer replaces the
+    environment in the profile, the banner goes and the search works."""
+    need("qgis", "xvfb-run")
+    packages_from = Path(engine_python).parent.parent
+    if not (packages_from / installer.MARKER).is_file():
+        pytest.skip("needs the installer-made engine environment (tests/engine_env.py)")
+    env_dir = tmp_path / "profiles" / "profiles" / "default" / "python" / "sketch_search_env"
+    _outdated_environment(env_dir, packages_from)
+    (tmp_path / "out").mkdir()
+    env = {"SKETCH_SEARCH_APP_ZIP": str(plugin_zip), "SKETCH_SEARCH_APP_RASTER": str(mosaic),
+           "SKETCH_SEARCH_APP_SKETCH": str(data_dir / "eoc_sketches" / "Aeroplane" / "3.jpg"),
+           "SKETCH_SEARCH_APP_OUT": str(tmp_path / "out" / "planes.shp"), "SKETCH_SEARCH_APP_UPDATE": "1",
+           "SKETCH_SEARCH_INDEX": str(tmp_path / "index"), "PIP_CACHE_DIR": str(PIP_CACHE)}
+    saved = os.environ.pop("SKETCH_SEARCH_PYTHON", None)
+    try:
+        proc, report = run_qgis(tmp_path, env)
+    finally:
+        if saved is not None:
+            os.environ["SKETCH_SEARCH_PYTHON"] = saved
+    context = f"exit {proc.returncode}\nreport: {json.dumps(report, indent=1)[-4000:]}\nstderr: {proc.stderr[-3000:]}"
+    assert proc.returncode == 0 and report.get("ok"), context
+    steps = {s["step"]: s for s in report["steps"]}
+    outdated = steps["outdated"]
+    assert "predates this version of the plugin" in outdated["banner"], context
+    assert outdated["button"] == "Update the search engine…" and outdated["info"]["runtime"] == "onnx", context
+    closed = steps["install dialog closed"]
+    assert "error" not in closed and closed["button"] == "Update" and "Installed" in closed["status"], context
+    assert steps["engine"]["banner"] == "" and installer.environment_state(env_dir).status == "ready", context
+    assert not list((env_dir / "lib").glob("python3*/site-packages/earlier_packages.pth")), context  # replaced
+    assert len(steps["searched"]["ranks"]) >= 1 and report["heavy_modules"] == [], context
 
 
 def test_a_new_user_installs_the_engine_then_searches(tmp_path, plugin_zip, mosaic, data_dir):
