@@ -24,7 +24,12 @@ from engine.model.checkpoints import CheckpointError
 from engine.runtime import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
-TOLERANCE = 1e-3  # max abs difference of a stage-1 vector component
+# Max abs difference of a stage-1 vector component. Our weights are float16 in both files (the
+# shipped safetensors and the ONNX export) and the partners' come from the same packages in float32,
+# so only float32 arithmetic differs (3e-7 measured). A float32 checkpoint (the tiny test model) is
+# rounded to float16 in the ONNX file only: 1e-3 for it.
+TOLERANCE = 1e-5
+TOLERANCE_FLOAT32_CHECKPOINT = 1e-3
 MIN_COSINE = 0.9999
 EXPORT_SECONDS = {}  # how long the session's export took (shown by test_export_is_deterministic)
 
@@ -64,9 +69,9 @@ def torch_emb(default_pair):
     return Embedder.from_checkpoint(default_pair, "cpu")
 
 
-def _close(a: np.ndarray, b: np.ndarray) -> None:
+def _close(a: np.ndarray, b: np.ndarray, tolerance: float = TOLERANCE) -> None:
     assert a.shape == b.shape
-    assert np.abs(a - b).max() <= TOLERANCE, np.abs(a - b).max()
+    assert np.abs(a - b).max() <= tolerance, np.abs(a - b).max()
     assert (a * b).sum(axis=1).min() >= MIN_COSINE
 
 
@@ -383,8 +388,9 @@ def test_tiny_model_without_fusion(tiny_checkpoint, tmp_path):
     onnx_emb, torch_emb = OnnxEmbedder.from_checkpoint(checkpoint), Embedder.from_checkpoint(checkpoint, "cpu")
     assert onnx_emb.identity == torch_emb.identity and onnx_emb.vector_dim == 64
     images = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
-    _close(onnx_emb.embed_images(images).cls, torch_emb.embed_images(images).cls)
-    _close(onnx_emb.embed_sketches(_drawn_sketches()).cls, torch_emb.embed_sketches(_drawn_sketches()).cls)
+    _close(onnx_emb.embed_images(images).cls, torch_emb.embed_images(images).cls, TOLERANCE_FLOAT32_CHECKPOINT)
+    _close(onnx_emb.embed_sketches(_drawn_sketches()).cls, torch_emb.embed_sketches(_drawn_sketches()).cls,
+           TOLERANCE_FLOAT32_CHECKPOINT)
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):
