@@ -38,7 +38,7 @@ def list_images(inputs: list[str]) -> list[Path]:
 
 
 def run(args) -> int:
-    from ..embedder import Embedder
+    from ..runtime import load_embedder
 
     out = Path(args.out)
     if out.suffix != ".npy":
@@ -46,7 +46,7 @@ def run(args) -> int:
     if out.exists() and not args.overwrite:
         raise UserError(f"{out} exists (use --overwrite to replace it)")
     files = list_images(args.inputs)
-    emb = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+    emb = load_embedder(args.checkpoint, args.device)  # PyTorch, or ONNX Runtime where PyTorch is missing
     vectors = (emb.embed_sketches(files) if args.kind == "sketch" else emb.embed_images(files)).cls
     np.save(out, vectors)
     out.with_suffix(".txt").write_text("".join(f"{f}\n" for f in files))

@@ -45,6 +45,11 @@ def parse_map(entries: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
+    try:
+        import torch  # noqa: F401  (the evaluation ranks with PyTorch tensors)
+    except ImportError:
+        raise UserError("evaluate needs the PyTorch engine (pip install -r requirements.txt); this Python "
+                        "has the engine without PyTorch, which searches, indexes and embeds") from None
     from ..datasets import list_class_folder
     from ..evaluation.retrieval import evaluate
 

@@ -13,10 +13,18 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..embedder import Embedder
+    from ..runtime import load_embedder, runtime_name
 
-    emb = Embedder.from_checkpoint(args.checkpoint, device=args.device, heads=args.heads)
+    runtime = runtime_name()  # the engine without PyTorch (ONNX Runtime) answers too
+    if runtime == "torch":
+        from ..embedder import Embedder
+
+        emb = Embedder.from_checkpoint(args.checkpoint, device=args.device, heads=args.heads)
+        config = emb.cfg.to_dict()
+    else:
+        emb = load_embedder(args.checkpoint, args.device)
+        config = emb.card.get("config", {})
     card = {k: v for k, v in emb.card.items() if k != "config"}
-    print(json.dumps({"model": emb.name, "device": emb.device_description, "config": emb.cfg.to_dict(),
+    print(json.dumps({"model": emb.name, "runtime": runtime, "device": emb.device_description, "config": config,
                       "card": card}, indent=2))
     return 0

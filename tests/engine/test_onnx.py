@@ -243,6 +243,34 @@ def test_search_without_torch_importable(default_pair, torch_emb, real_mosaic, d
     _same_matches(got, want)
 
 
+def test_cli_without_torch_info_embed_and_evaluate(default_pair, torch_emb, tmp_path):
+    """The command line in the engine's environment without PyTorch: info and embed run on ONNX
+    Runtime (embed's vectors are PyTorch's), evaluate says in one line that it needs PyTorch."""
+    sketches = tmp_path / "sketches"
+    sketches.mkdir()
+    for i, sketch in enumerate(_drawn_sketches()):
+        Image.fromarray(sketch).save(sketches / f"{i}.png")
+    out = tmp_path / "v.npy"
+    code = f"""
+        import json
+        from engine.cli import main
+        print(json.dumps({{"info": main(["info", "--checkpoint", {str(default_pair)!r}]),
+                          "embed": main(["embed", {str(sketches)!r}, "--as", "sketch", "--out", {str(out)!r},
+                                         "--checkpoint", {str(default_pair)!r}]),
+                          "evaluate": main(["evaluate", "--queries", {str(sketches)!r}, "--gallery",
+                                            {str(sketches)!r}, "--checkpoint", {str(default_pair)!r}]),
+                          "leaked": [m for m in ("torch", "timm", "torchvision") if m in sys.modules]}}))
+        """
+    proc = _run_without_torch(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (codes["info"], codes["embed"], codes["evaluate"], codes["leaked"]) == (0, 0, 2, []), codes
+    info = json.loads(proc.stdout[:proc.stdout.index("\n}\n") + 2])
+    assert info["runtime"] == "onnx" and info["model"] == torch_emb.name and "ONNX Runtime" in info["device"]
+    _close(np.load(out), torch_emb.embed_sketches(sorted(sketches.glob("*.png"))).cls)
+    assert "evaluate needs the PyTorch engine" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_without_torch_a_pth_or_missing_onnx_is_one_line(tmp_path):
     (tmp_path / "official.pth").write_bytes(b"x")
     (tmp_path / "mine.safetensors").write_bytes(b"x")
