@@ -29,6 +29,16 @@ class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
 
 
+def require_torch(command: str) -> None:
+    """Commands that only the PyTorch engine can run say so in one line where PyTorch is missing (the
+    plugin's small engine environment runs search, index, embed and info on ONNX Runtime)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError(f"{command} needs the PyTorch engine (pip install -r requirements.txt); this Python "
+                        "has the engine without PyTorch, which searches, indexes and embeds") from None
+
+
 def _exit_interrupted(signum=None, frame=None) -> None:
     """Ctrl-C while nothing needs saving (start-up, imports, after the first Ctrl-C): leave now."""
     try:

@@ -9,7 +9,7 @@ import json
 import sys
 
 from ..model.retrieval import MAX_QUERY_EXPANSION
-from . import UserError
+from . import UserError, require_torch
 
 
 def register(sub) -> None:
@@ -45,11 +45,7 @@ def parse_map(entries: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    try:
-        import torch  # noqa: F401  (the evaluation ranks with PyTorch tensors)
-    except ImportError:
-        raise UserError("evaluate needs the PyTorch engine (pip install -r requirements.txt); this Python "
-                        "has the engine without PyTorch, which searches, indexes and embeds") from None
+    require_torch("evaluate")
     from ..datasets import list_class_folder
     from ..evaluation.retrieval import evaluate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import UserError
+from . import UserError, require_torch
 
 
 def register(sub) -> None:
@@ -18,6 +18,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from dataclasses import replace
+
+    require_torch("train")
 
     from ..training.config import REPO, TrainConfig
     from ..training.loop import train

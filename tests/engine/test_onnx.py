@@ -245,7 +245,7 @@ def test_search_without_torch_importable(default_pair, torch_emb, real_mosaic, d
 
 def test_cli_without_torch_info_embed_and_evaluate(default_pair, torch_emb, tmp_path):
     """The command line in the engine's environment without PyTorch: info and embed run on ONNX
-    Runtime (embed's vectors are PyTorch's), evaluate says in one line that it needs PyTorch."""
+    Runtime (embed's vectors are PyTorch's), evaluate and train say in one line that they need PyTorch."""
     sketches = tmp_path / "sketches"
     sketches.mkdir()
     for i, sketch in enumerate(_drawn_sketches()):
@@ -259,16 +259,18 @@ def test_cli_without_torch_info_embed_and_evaluate(default_pair, torch_emb, tmp_
                                          "--checkpoint", {str(default_pair)!r}]),
                           "evaluate": main(["evaluate", "--queries", {str(sketches)!r}, "--gallery",
                                             {str(sketches)!r}, "--checkpoint", {str(default_pair)!r}]),
+                          "train": main(["train", "configs/lite0-v3.json", "--run-dir", {str(tmp_path / "run")!r}]),
                           "leaked": [m for m in ("torch", "timm", "torchvision") if m in sys.modules]}}))
         """
     proc = _run_without_torch(code, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     codes = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (codes["info"], codes["embed"], codes["evaluate"], codes["leaked"]) == (0, 0, 2, []), codes
+    assert codes == {"info": 0, "embed": 0, "evaluate": 2, "train": 2, "leaked": []}, codes
     info = json.loads(proc.stdout[:proc.stdout.index("\n}\n") + 2])
     assert info["runtime"] == "onnx" and info["model"] == torch_emb.name and "ONNX Runtime" in info["device"]
     _close(np.load(out), torch_emb.embed_sketches(sorted(sketches.glob("*.png"))).cls)
-    assert "evaluate needs the PyTorch engine" in proc.stderr and "Traceback" not in proc.stderr
+    assert "evaluate needs the PyTorch engine" in proc.stderr and "train needs the PyTorch engine" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
 
 def test_without_torch_a_pth_or_missing_onnx_is_one_line(tmp_path):
