@@ -38,8 +38,9 @@ from .model.checkpoints import CheckpointError
 from .model.stage1 import drawing_vector, stage1_outputs
 from .model.package_weights import package_version, read_legacy_pth
 from .model.pretrained import PooledTrunk
+from .model.weight_files import sha256_of
 from .onnx_embedder import FORMAT, INPUT, OUTPUT, SKETCH_OUTPUT
-from .onnx_partners import PARTNERS_KEY, file_sha256, inference_session
+from .onnx_partners import PARTNERS_KEY, inference_session
 from .runtime import default_model_path
 
 OPSET = 17
@@ -141,7 +142,7 @@ def externalize_partners(model, descriptor: torch.nn.Module | None) -> dict | No
             continue
         src = trunk.source
         path = src.path()
-        files.append({"package": src.package, "file": src.file, "sha256": file_sha256(path),
+        files.append({"package": src.package, "file": src.file, "sha256": sha256_of(path),
                       "version": package_version(src.package)})
         arrays.append(read_legacy_pth(path))
         for timm_key, package_key in src.key_pairs().items():

@@ -10,7 +10,6 @@ carries only our own weights (the reason: plugins.qgis.org takes zips of at most
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .model.checkpoints import CheckpointError
 from .model.package_weights import distribution_name, package_file, read_legacy_pth
+from .model.weight_files import sha256_of
 
 PARTNERS_KEY = "sketch_search.partner_weights"
 _METADATA_FIELD = 14  # ModelProto.metadata_props, a repeated StringStringEntryProto (key = 1, value = 2)
@@ -69,21 +69,13 @@ def model_metadata(model: bytes) -> dict[str, str]:
     return props
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def partner_initializers(spec: dict) -> dict[str, np.ndarray]:
     """The tensors a PARTNERS_KEY entry names, by initializer name, from the installed packages
     (each file checked against the sha256 the export saw)."""
     sources = []
     for source in spec["files"]:
         path = package_file(source["package"], source["file"])
-        if file_sha256(path) != source["sha256"]:
+        if sha256_of(path) != source["sha256"]:
             raise CheckpointError(path, f"is not the file the model was exported with (sha256 differs): "
                                         f"install {distribution_name(source['package'])}=={source['version']}")
         sources.append((path, read_legacy_pth(path)))

@@ -57,6 +57,28 @@ def test_search_in_the_real_qgis_application(tmp_path, plugin_zip, mosaic, data_
     assert steps["engine"]["info"]["protocol"] == 1
 
 
+def _run_with_the_installers_engine(tmp_path, plugin_zip, mosaic, data_dir, scenario: str) -> tuple[dict, str]:
+    """A whole search in QGIS with the engine the plugin's installer makes in the profile (no
+    SKETCH_SEARCH_PYTHON), in `scenario` (SKETCH_SEARCH_APP_INSTALL or _UPDATE). Returns (steps, context)."""
+    (tmp_path / "out").mkdir()
+    env = {"SKETCH_SEARCH_APP_ZIP": str(plugin_zip), "SKETCH_SEARCH_APP_RASTER": str(mosaic),
+           "SKETCH_SEARCH_APP_SKETCH": str(data_dir / "eoc_sketches" / "Aeroplane" / "3.jpg"),
+           "SKETCH_SEARCH_APP_OUT": str(tmp_path / "out" / "planes.shp"), scenario: "1",
+           "SKETCH_SEARCH_INDEX": str(tmp_path / "index"), "PIP_CACHE_DIR": str(PIP_CACHE)}
+    saved = os.environ.pop("SKETCH_SEARCH_PYTHON", None)
+    try:
+        proc, report = run_qgis(tmp_path, env)
+    finally:
+        if saved is not None:
+            os.environ["SKETCH_SEARCH_PYTHON"] = saved
+    context = f"exit {proc.returncode}\nreport: {json.dumps(report, indent=1)[-4000:]}\nstderr: {proc.stderr[-3000:]}"
+    assert proc.returncode == 0 and report.get("ok"), context
+    assert report["heavy_modules"] == [], context
+    steps = {s["step"]: s for s in report["steps"]}
+    assert len(steps["searched"]["ranks"]) >= 1, context
+    return steps, context
+
+
 def _outdated_environment(env_dir: Path, packages_from: Path) -> None:
     """An engine environment as an earlier plugin version left it: a real venv (its packages those of
     the installer-made environment `packages_from`, through a .pth file) whose marker names another lock."""
@@ -80,20 +102,8 @@ def test_an_earlier_users_engine_is_updated_then_searches(tmp_path, plugin_zip, 
         pytest.skip("needs the installer-made engine environment (tests/engine_env.py)")
     env_dir = tmp_path / "profiles" / "profiles" / "default" / "python" / "sketch_search_env"
     _outdated_environment(env_dir, packages_from)
-    (tmp_path / "out").mkdir()
-    env = {"SKETCH_SEARCH_APP_ZIP": str(plugin_zip), "SKETCH_SEARCH_APP_RASTER": str(mosaic),
-           "SKETCH_SEARCH_APP_SKETCH": str(data_dir / "eoc_sketches" / "Aeroplane" / "3.jpg"),
-           "SKETCH_SEARCH_APP_OUT": str(tmp_path / "out" / "planes.shp"), "SKETCH_SEARCH_APP_UPDATE": "1",
-           "SKETCH_SEARCH_INDEX": str(tmp_path / "index"), "PIP_CACHE_DIR": str(PIP_CACHE)}
-    saved = os.environ.pop("SKETCH_SEARCH_PYTHON", None)
-    try:
-        proc, report = run_qgis(tmp_path, env)
-    finally:
-        if saved is not None:
-            os.environ["SKETCH_SEARCH_PYTHON"] = saved
-    context = f"exit {proc.returncode}\nreport: {json.dumps(report, indent=1)[-4000:]}\nstderr: {proc.stderr[-3000:]}"
-    assert proc.returncode == 0 and report.get("ok"), context
-    steps = {s["step"]: s for s in report["steps"]}
+    steps, context = _run_with_the_installers_engine(tmp_path, plugin_zip, mosaic, data_dir,
+                                                     "SKETCH_SEARCH_APP_UPDATE")
     outdated = steps["outdated"]
     assert "predates this version of the plugin" in outdated["banner"], context
     assert outdated["button"] == "Update the search engine…" and outdated["info"]["runtime"] == "onnx", context
@@ -101,30 +111,16 @@ def test_an_earlier_users_engine_is_updated_then_searches(tmp_path, plugin_zip, 
     assert "error" not in closed and closed["button"] == "Update" and "Installed" in closed["status"], context
     assert steps["engine"]["banner"] == "" and installer.environment_state(env_dir).status == "ready", context
     assert not list((env_dir / "lib").glob("python3*/site-packages/earlier_packages.pth")), context  # replaced
-    assert len(steps["searched"]["ranks"]) >= 1 and report["heavy_modules"] == [], context
 
 
 def test_a_new_user_installs_the_engine_then_searches(tmp_path, plugin_zip, mosaic, data_dir):
     """A fresh profile, no engine: the dock offers Install…, the plugin's installer makes the
     engine's environment from PyPI (with hashes) in the profile, checks it, and the search works."""
     need("qgis", "xvfb-run")
-    (tmp_path / "out").mkdir()
-    env = {"SKETCH_SEARCH_APP_ZIP": str(plugin_zip), "SKETCH_SEARCH_APP_RASTER": str(mosaic),
-           "SKETCH_SEARCH_APP_SKETCH": str(data_dir / "eoc_sketches" / "Aeroplane" / "3.jpg"),
-           "SKETCH_SEARCH_APP_OUT": str(tmp_path / "out" / "planes.shp"), "SKETCH_SEARCH_APP_INSTALL": "1",
-           "SKETCH_SEARCH_INDEX": str(tmp_path / "index"), "PIP_CACHE_DIR": str(PIP_CACHE)}
-    saved = os.environ.pop("SKETCH_SEARCH_PYTHON", None)
-    try:
-        proc, report = run_qgis(tmp_path, env)
-    finally:
-        if saved is not None:
-            os.environ["SKETCH_SEARCH_PYTHON"] = saved
-    context = f"exit {proc.returncode}\nreport: {json.dumps(report, indent=1)[-4000:]}\nstderr: {proc.stderr[-3000:]}"
-    assert proc.returncode == 0 and report.get("ok"), context
-    steps = {s["step"]: s for s in report["steps"]}
+    steps, context = _run_with_the_installers_engine(tmp_path, plugin_zip, mosaic, data_dir,
+                                                     "SKETCH_SEARCH_APP_INSTALL")
     assert "not installed" in steps["not installed yet"]["banner"], context
     closed = steps["install dialog closed"]
     assert "error" not in closed and "Installed" in closed["status"], context
     env_dir = tmp_path / "profiles" / "profiles" / "default" / "python" / "sketch_search_env"
     assert steps["engine"]["info"]["runtime"] == "onnx" and env_dir.is_dir(), context  # no GPU here: the small engine
-    assert len(steps["searched"]["ranks"]) >= 1 and report["heavy_modules"] == [], context
