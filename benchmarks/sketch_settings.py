@@ -1,12 +1,13 @@
 """How the default card's query settings were chosen: stroke widening (`sketch_widen`), the
 model's share of the fused score (`stage1_fusion.model_weight`), the share of the tiles' drawings
-(`stage1_fusion.drawing_weight`, engine.model.tile_drawing) and query expansion (`query_expansion`:
-rank again toward each query's N best images), on our own validation sketches
+(`stage1_fusion.drawing_weight`, engine.model.tile_drawing), query expansion (`query_expansion`:
+rank again toward each query's N best images) and sketch centering (`sketch_centering.weight`: the
+share of the card's sketch mean taken off each sketch, engine.model.sketch_centering), on our own validation sketches
 (benchmarks/validation_sketches, 10 UC Merced classes), never on the Earth-on-Canvas test sketches.
 The other protocols are measured with the same settings and printed beside, not used to choose.
 
     .venv/bin/python -m benchmarks.sketch_settings [--checkpoint C] [--widen 1 3 5] [--weights 0.3 0.5 0.7]
-        [--drawing-weights 0 0.5] [--expansion 0 3 5] [--json]
+        [--drawing-weights 0 0.5] [--expansion 0 3 5] [--centering 0 0.75] [--json]
 
 Each gallery is embedded once (its unit-length parts kept apart: CLS, descriptor of the photo and,
 when a drawing weight is asked for, descriptor of the drawing), each query set once per widening,
@@ -29,6 +30,7 @@ from engine.embeddings import Embeddings
 from engine.evaluation.retrieval import evaluate
 from engine.model.checkpoints import load_checkpoint
 from engine.model.retrieval import SKETCH_WIDEN_CHOICES, Fusion, RetrievalSettings
+from engine.model.sketch_centering import SketchCentering
 from engine.runtime import default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,9 +57,11 @@ class Vectors:
     (tiles with a drawing are not unit length, and are not made so)."""
 
     def __init__(self, sketch_parts: list[np.ndarray], tile_parts: list[np.ndarray], model_weight: float,
-                 drawing_weight: float, descriptor: str):
+                 drawing_weight: float, descriptor: str, centering: float = 0.0, mean_parts: list | None = None):
         settings = RetrievalSettings(Fusion(descriptor, model_weight, drawing_weight))
         self.sketches = settings.fuse_sketch(sketch_parts)
+        if centering:  # the card's sketch mean, fused at this model weight as the sketches are
+            self.sketches = SketchCentering(centering, settings.fuse_sketch(mean_parts)).apply(self.sketches)
         self.tiles = settings.fuse(tile_parts if drawing_weight else tile_parts[:2])
 
     def embed_sketches(self, sketches, with_tokens=False):
@@ -81,12 +85,22 @@ def main(argv=None) -> int:
                    help="shares of the score given to the tiles' drawings (0: not drawn)")
     p.add_argument("--expansion", nargs="+", type=int, default=[0, 3, 5],
                    help="query expansion: images each query moves toward (0: none)")
+    p.add_argument("--centering", nargs="+", type=float,
+                   help="shares of the card's sketch mean taken off each sketch (default: the card's; 0: none)")
     p.add_argument("--json", action="store_true", help="also print every figure as one JSON line")
     args = p.parse_args(argv)
     net, card = load_checkpoint(args.checkpoint or default_model_path())
-    base = Embedder(net, card, "cpu").retrieval
+    shipped = Embedder(net, card, "cpu")
+    base, width = shipped.retrieval, net.cfg.width
+    mean_parts = None  # the card's sketch mean as unit-scale parts [CLS, descriptor], to fuse at any weight
+    if shipped.centering is not None and base.fusion is not None:
+        w0 = base.fusion.model_weight
+        mean = shipped.centering.mean[None]
+        mean_parts = [mean[:, :width] / w0 ** 0.5, mean[:, width:] / (1 - w0) ** 0.5]
+    centerings = args.centering if args.centering is not None else [shipped.centering.weight if mean_parts else 0.0]
+    if any(centerings) and mean_parts is None:
+        p.error("--centering: the card has no sketch mean (python -m engine.training.sketch_mean)")
     descriptor = base.fusion.descriptor if base.fusion else "efficientnet_lite0_gem_shared"
-    width = net.cfg.width
     galleries, rows = {}, []
     for name, (qdir, classes, gdir, mapping) in PROTOCOLS.items():
         if not (qdir.is_dir() and gdir.is_dir()):
@@ -106,16 +120,17 @@ def main(argv=None) -> int:
             settings = replace(base, fusion=Fusion(descriptor, 0.5), sketch_widen=widen)
             sketch_vectors = Embedder(net, settings.apply_to(card), "cpu").embed_sketches([q.path for q in queries])
             sm, sd = parts(sketch_vectors.cls, width)
-            for w, e, expansion in itertools.product(args.weights, args.drawing_weights, args.expansion):
+            for w, e, expansion, c in itertools.product(args.weights, args.drawing_weights, args.expansion, centerings):
                 if w + e > 1:
                     continue
-                summary = evaluate(Vectors([sm, sd], tile_parts, w, e, descriptor), queries, gallery, mapping,
-                                   expansion=expansion).summary
+                summary = evaluate(Vectors([sm, sd], tile_parts, w, e, descriptor, c, mean_parts), queries, gallery,
+                                   mapping, expansion=expansion).summary
                 rows.append({"protocol": name, "widen": widen, "w": w, "drawing": e, "expansion": expansion,
+                             "centering": c,
                              "mAP": summary["mAP"],
                              "P@10": summary["P@10"], "class_mAP": round(macro_map(summary), 4),
                              "per_class": {c: v["mAP"] for c, v in summary["per_class"].items()}})
-                print(f"{name:32s} widen {widen} w {w:.2f} drawing {e:.2f} expansion {expansion}: "
+                print(f"{name:32s} widen {widen} w {w:.2f} drawing {e:.2f} expansion {expansion} centering {c:.2f}: "
                       f"mAP {summary['mAP']:.3f} P@10 {summary['P@10']:.3f} "
                       f"class-mean mAP {rows[-1]['class_mAP']:.3f}  "
                       + " ".join(f"{c[:8]} {v:.2f}" for c, v in rows[-1]["per_class"].items()), flush=True)
@@ -129,8 +144,8 @@ def main(argv=None) -> int:
             if rows_:
                 best = max(rows_, key=lambda r: r["class_mAP"])
                 print(f"best on the validation sketches {label}: sketch_widen {best['widen']}, model_weight "
-                      f"{best['w']}, drawing_weight {best['drawing']}, query_expansion {best['expansion']} "
-                      f"(class-mean mAP {best['class_mAP']:.3f})")
+                      f"{best['w']}, drawing_weight {best['drawing']}, query_expansion {best['expansion']}, "
+                      f"sketch centering {best['centering']} (class-mean mAP {best['class_mAP']:.3f})")
     if args.json:
         print(json.dumps(rows))
     return 0

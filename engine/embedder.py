@@ -24,6 +24,7 @@ from .embeddings import Embeddings
 from .model import MLAGT
 from .model.checkpoints import CheckpointError, load_any
 from .model.retrieval import Fusion, RetrievalSettings, build_descriptor
+from .model.sketch_centering import centred, load_sketch_centering
 from .model.stage1 import SharedTrunkError, drawing_vector, shared_level, stage1_outputs
 from .preprocess import ImageLike, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
@@ -75,6 +76,7 @@ class Embedder:
             self.descriptor = build_descriptor(self.fusion.descriptor).to(self.device)
             if self.channels_last:
                 self.descriptor = self.descriptor.to(memory_format=torch.channels_last)
+        self.centering = load_sketch_centering(self.card, self.vector_dim, self.identity)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | None = None,
@@ -160,7 +162,8 @@ class Embedder:
 
     def embed_sketches(self, sketches: Sequence[ImageLike], with_tokens: bool = False) -> Embeddings:
         """Sketches -> embeddings; with sketch_views > 1 the stage-1 vector averages the sketch's
-        rotated (and mirrored) views. Tokens, for stage 2, are those of the sketch as drawn."""
+        rotated (and mirrored) views, then the card's sketch centering applies. Tokens, for stage 2,
+        are those of the sketch as drawn."""
         if len(sketches) == 0:
             return Embeddings(np.zeros((0, self.vector_dim), np.float32), None)
         size, mean, std = self.cfg.img_size, self.cfg.mean, self.cfg.std
@@ -168,10 +171,11 @@ class Embedder:
         batch = torch.from_numpy(np.stack([prepare_sketch(s, size, mean, std, widen) for s in sketches]))
         views = self.sketch_views
         if views == 1:
-            return self.embed_tensor(batch, with_tokens, sketches=True)
+            return centred(self.embed_tensor(batch, with_tokens, sketches=True), self.centering)
         parts, tokens = self._stage1_parts(dihedral_views(batch, views), with_tokens, sketches=True)
         parts = [F.normalize(p.view(len(batch), views, -1).mean(1), dim=-1) for p in parts]
-        return Embeddings(self._fuse(parts, sketches=True), tokens[::views] if tokens is not None else None)
+        fused = Embeddings(self._fuse(parts, sketches=True), tokens[::views] if tokens is not None else None)
+        return centred(fused, self.centering)
 
     def prepare_batch(self, images: np.ndarray):
         """uint8 tiles (B, S, S, 3) at the model's input size -> the input of `embed_prepared`; may run

@@ -21,6 +21,7 @@ import numpy as np
 from .embeddings import Embeddings
 from .model.checkpoints import CheckpointError, card_path_for, parse_card
 from .model.retrieval import RetrievalSettings
+from .model.sketch_centering import centred, load_sketch_centering
 from .onnx_partners import inference_session
 from .preprocess import ImageLike, dihedral_views, normalise_batch, prepare_image, prepare_sketch
 from .runtime import DEFAULT_CHECKPOINT, default_model_path
@@ -142,6 +143,7 @@ class OnnxEmbedder:
         self.batch_size = batch_size or 32
         # a file made for a card that draws tiles has the sketch output (its stage1_fusion, checked above, says so)
         self.sketch_output = SKETCH_OUTPUT if self.retrieval.draws_tiles else OUTPUT
+        self.centering = load_sketch_centering(card, self.vector_dim, self.identity)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | None = None,
@@ -245,7 +247,8 @@ class OnnxEmbedder:
 
     def embed_sketches(self, sketches: Sequence[ImageLike], with_tokens: bool = False) -> Embeddings:
         """Sketches -> stage-1 vectors; with sketch_views > 1 each part of the vector is averaged over
-        the sketch's turned (and mirrored) views and made unit length again, as the PyTorch path does."""
+        the sketch's turned (and mirrored) views and made unit length again, then the card's sketch
+        centering applies, as the PyTorch path does."""
         if with_tokens:
             raise Stage2NeedsTorch()
         if len(sketches) == 0:
@@ -254,12 +257,12 @@ class OnnxEmbedder:
         batch = np.stack([prepare_sketch(s, size, mean, std, self.retrieval.sketch_widen) for s in sketches])
         views = self.sketch_views
         if views == 1:
-            return Embeddings(self.embed_array(batch, self.sketch_output), None)
+            return centred(Embeddings(self.embed_array(batch, self.sketch_output), None), self.centering)
         fused = self.embed_array(dihedral_views(batch, views), self.sketch_output).reshape(len(batch), views, -1)
         # each part is its unit vector times a constant scale: averaging then normalising undoes the scale
         bounds = np.cumsum([0] + self.parts)
         parts = [_unit(fused[:, :, a:b].mean(axis=1)) for a, b in zip(bounds[:-1], bounds[1:])]
-        return Embeddings(self.retrieval.fuse_sketch(parts).astype(np.float32), None)
+        return centred(Embeddings(self.retrieval.fuse_sketch(parts).astype(np.float32), None), self.centering)
 
     def pair_scores(self, sketch_tokens, image_tokens) -> np.ndarray:
         raise Stage2NeedsTorch()

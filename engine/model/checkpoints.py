@@ -74,7 +74,8 @@ def read_card(path: Path | str) -> tuple[Path, dict[str, Any]]:
 
 
 def load_checkpoint(path: Path | str) -> tuple[MLAGT, dict[str, Any]]:
-    """Load our format, verifying the weights against the card's sha256. Returns (model, card)."""
+    """Load our format, verifying the weights against the card's sha256. Returns (model, card); the
+    card's "path" is the weights file (files the card names, such as a sketch mean, lie beside it)."""
     from .network import MLAGT
 
     weights, card = read_card(path)
@@ -87,7 +88,7 @@ def load_checkpoint(path: Path | str) -> tuple[MLAGT, dict[str, Any]]:
     state = load_safetensors(weights)
     model = MLAGT(cfg)
     load_state_into(model, state, weights)
-    return model.eval(), card
+    return model.eval(), {**card, "path": str(weights)}
 
 
 def load_any(path: Path | str, heads: int = 12) -> tuple[MLAGT, dict[str, Any]]:

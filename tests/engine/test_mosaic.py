@@ -115,7 +115,7 @@ TOLERANCE = 0.02
 
 def test_default_model_on_the_sample_mosaic(tmp_path, capsys):
     """The repository's sample mosaic and our 8 aeroplane sketches, through the command line:
-    precision@10 0.900 against chance 0.109 (samples/README.md)."""
+    precision@10 0.887 against chance 0.109 (samples/README.md)."""
     if not default_model_path().is_file():
         pytest.skip("the default model is not installed")
     code = main(["mosaic", "eval", "--raster", str(SAMPLES / "ucm_mosaic.tif"),
@@ -125,7 +125,7 @@ def test_default_model_on_the_sample_mosaic(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     r = json.loads((tmp_path / "r.json").read_text())
     assert len(r["precision"]) == 8
-    assert r["mean_precision"] == pytest.approx(0.900, abs=TOLERANCE)
+    assert r["mean_precision"] == pytest.approx(0.887, abs=TOLERANCE)
     assert r["chance"] == pytest.approx(0.109, abs=0.002)
 
 

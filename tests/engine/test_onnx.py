@@ -36,7 +36,7 @@ EXPORT_SECONDS = {}  # how long the session's export took (shown by test_export_
 
 def _model_copy(folder: Path) -> Path:
     """The shipped default model's weights and card in `folder` (links), so its ONNX file can lie beside it."""
-    for name in ("default.safetensors", "default.json"):
+    for name in ("default.safetensors", "default.json", "default.sketch_mean.npy"):
         (folder / name).symlink_to(DEFAULT_CHECKPOINT.with_name(name))
     return folder / "default.safetensors"
 
@@ -103,6 +103,7 @@ def test_identity_and_config_equal_the_torch_embedder(onnx_emb, torch_emb):
     assert (onnx_emb.cfg.img_size, onnx_emb.cfg.mean, onnx_emb.cfg.std) == \
         (torch_emb.cfg.img_size, tuple(torch_emb.cfg.mean), tuple(torch_emb.cfg.std))
     assert onnx_emb.sketch_views == torch_emb.sketch_views and onnx_emb.fusion == torch_emb.fusion
+    assert onnx_emb.centering is not None and np.array_equal(onnx_emb.centering.mean, torch_emb.centering.mean)
     assert "ONNX Runtime" in onnx_emb.device_description
 
 
