@@ -5,6 +5,7 @@ P@100 (standard precision at K), queries, gallery, and per-class figures.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -29,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--expansion", type=int, metavar="N",
                    help="rank again with each query moved toward its N best images, as a search does "
                         "(default: the model card's query_expansion; 0: none)")
+    p.add_argument("--centering", action=argparse.BooleanOptionalAction, default=True,
+                   help="the model card's sketch centering (default: on, as in search; --no-centering "
+                        "measures the sketches' vectors as the model gives them)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line (last line of output)")
     p.set_defaults(handler=run)
@@ -64,6 +68,8 @@ def run(args) -> int:
     else:
         from ..embedder import Embedder
         encoder = Embedder.from_checkpoint(args.checkpoint, device=args.device)
+        if not args.centering:
+            encoder.centering = None
         model = {"name": encoder.name, "sha256": encoder.card.get("weights_sha256"), "path": encoder.card.get("path")}
     retrieval = getattr(encoder, "retrieval", None)  # the baselines have no card: no expansion
     expansion = args.expansion if args.expansion is not None else getattr(retrieval, "query_expansion", 0)
@@ -72,13 +78,15 @@ def run(args) -> int:
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.json else None
     result = evaluate(encoder, queries, gallery, mapping, stage2=args.stage2, stage2_top=args.stage2_top,
                       progress=progress, expansion=expansion)
-    summary = {**result.summary, "model": model}
+    centering = getattr(encoder, "centering", None)
+    summary = {**result.summary, "model": model, "sketch_centering": centering.weight if centering is not None else 0.0}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{model['name']}: mAP {summary['mAP']:.4f}  P@10 {summary['P@10']:.4f}  P@100 {summary['P@100']:.4f}"
               f"  ({summary['queries']} queries, {summary['gallery']} gallery images"
-              f"{', stage 2' if args.stage2 else ''}{f', expansion {expansion}' if expansion else ''})")
+              f"{', stage 2' if args.stage2 else ''}{f', expansion {expansion}' if expansion else ''}"
+              f"{f', sketch centering {centering.weight}' if centering is not None else ''})")
         for c, f in summary["per_class"].items():
             print(f"  {c} -> {f['gallery_class']}: mAP {f['mAP']:.4f}  P@10 {f['P@10']:.4f}  P@100 {f['P@100']:.4f}"
                   f"  ({f['queries']} queries)")

@@ -180,3 +180,29 @@ def test_baseline_on_real_aeroplanes_beats_chance(data_dir, tmp_path, capsys):
     assert cli_main(argv) == 0
     res = last_json(capsys.readouterr().out)
     assert res["mAP"] > 0.45 and res["gallery"] == gallery >= 30
+
+
+def test_evaluate_applies_the_cards_sketch_centering_unless_told_not_to(data_dir, tmp_path, capsys):
+    """The default model's card centres sketches, as searches do; --no-centering measures without."""
+    from engine.runtime import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("the default model is not installed")
+    q = tmp_path / "q" / "Aeroplane"
+    q.mkdir(parents=True)
+    for f in sorted((data_dir / "eoc_sketches" / "Aeroplane").glob("*.jpg"))[:4]:
+        (q / f.name).symlink_to(f)
+    for cls in ("airplane", "forest", "buildings", "beach"):
+        (tmp_path / "g" / cls).mkdir(parents=True)
+        for f in sorted((data_dir / "ucm10" / cls).glob("*"))[:8]:
+            (tmp_path / "g" / cls / f.name).symlink_to(f)
+    argv = ["evaluate", "--queries", str(tmp_path / "q"), "--gallery", str(tmp_path / "g"),
+            "--map", "Aeroplane=airplane", "--device", "cpu", "--json"]
+    assert cli_main(argv) == 0
+    centred = last_json(capsys.readouterr().out)
+    assert cli_main(argv + ["--no-centering"]) == 0
+    plain = last_json(capsys.readouterr().out)
+    assert centred["sketch_centering"] == 0.75 and plain["sketch_centering"] == 0.0
+    assert centred["expansion"] == plain["expansion"] == 3
+    assert centred["mAP"] > 0.5 and plain["mAP"] > 0.5  # both find the aeroplanes among 32 tiles
+    assert centred["mAP"] != plain["mAP"]  # the two rank with different sketch vectors
