@@ -141,8 +141,14 @@ def main(argv=None) -> int:
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--index-dir", help="tile index folder (default: the user's)")
     ap.add_argument("--checkpoint")
+    ap.add_argument("--sketch-set", choices=("dev", "validation"), default="dev",
+                    help="dev: the dev classes' sketches (default); validation: our 6 validation sketches of "
+                         "each class (benchmarks/validation_sketches; pass --classes for more than the dev ones)")
+    ap.add_argument("--no-centering", action="store_true", help="without the model card's sketch centering")
     ap.add_argument("--json", type=Path, help="write every figure as JSON")
     args = ap.parse_args(argv)
+    folders = DEV_SKETCHES if args.sketch_set == "dev" else \
+        {cls: [ROOT / "benchmarks" / "validation_sketches" / cls] for cls in args.classes}
 
     from engine.mosaic_eval import read_truth
     from engine.raster.rasterio_source import RasterioSource
@@ -151,6 +157,8 @@ def main(argv=None) -> int:
 
     ensure_mosaic(args.raster, args.truth, args.per_class)
     embedder = load_embedder(args.checkpoint)
+    if args.no_centering:
+        embedder.centering = None
     source = RasterioSource(str(args.raster))
     options = SearchOptions(index_dir=args.index_dir)
     built = build_index(embedder, [source], options=options)  # warm the index first (timings are warm)
@@ -158,12 +166,12 @@ def main(argv=None) -> int:
           f"model {embedder.name} on {runtime_name()}", file=sys.stderr)
 
     report = {"raster": str(args.raster), "model": embedder.name, "runtime": runtime_name(), "top_k": args.top_k,
-              "classes": {}}
+              "sketch_set": args.sketch_set, "sketch_centering": embedder.centering is not None, "classes": {}}
     times, plain_times, example_times = [], [], []
     for cls in args.classes:
         judge = Judge(read_truth(args.truth, cls, source.crs_wkt))
         runs = [feedback_rounds(embedder, s, source, judge, options, args.rounds, args.top_k)
-                for s in sketch_files(DEV_SKETCHES.get(cls, []))]
+                for s in sketch_files(folders.get(cls, []))]
         entry = {"sketches": len(runs)}
         if runs:
             entry["sketch"] = float(np.mean([r["sketch"] for r in runs]))
