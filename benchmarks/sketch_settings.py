@@ -44,6 +44,8 @@ PROTOCOLS = {
     "EoC Aeroplane -> UCM (test)": (DATA / "eoc_sketches", ["Aeroplane"], UCM, {"Aeroplane": "airplane"}),
     "samples -> UCM": (ROOT / "samples" / "sketches", ["airplane", "freeway", "harbor", "parkinglot"], UCM, {}),
     "zero-shot AID (synthetic)": (ZEROSHOT / "queries", None, ZEROSHOT / "gallery", {}),
+    # composed after sketch centering was chosen, to check it (scripts/sample/compose_fresh_sketches.py): never chooses
+    "fresh check (ours, 30)": (ROOT / "benchmarks" / "fresh_sketches", None, UCM, {}),
 }
 
 
