@@ -1,5 +1,6 @@
-"""The sample sketches' PNGs are what the plugin's canvas draws from their strokes (so the strokes are
-the source, and scripts/sample/render_sketches.py can always remake the PNGs)."""
+"""The sample sketches' PNGs (and the benchmarks' validation and fresh check sketches') are what the
+plugin's canvas draws from their strokes (so the strokes are the source, and
+scripts/sample/render_sketches.py can always remake the PNGs)."""
 from __future__ import annotations
 
 import importlib.util
@@ -18,8 +19,10 @@ def _render_script():
     return module
 
 
-def test_pngs_match_their_strokes(qgis_app, capsys):
-    assert _render_script().main(["--check"]) == 0, capsys.readouterr().err
+@pytest.mark.parametrize("folder", ["samples/sketches", "benchmarks/validation_sketches", "benchmarks/fresh_sketches"])
+def test_pngs_match_their_strokes(qgis_app, capsys, folder):
+    root = SCRIPT.parents[2]
+    assert _render_script().main(["--check", "--folder", str(root / folder)]) == 0, capsys.readouterr().err
 
 
 def test_a_changed_stroke_is_noticed(qgis_app, tmp_path, capsys):
