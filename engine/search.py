@@ -18,7 +18,8 @@ This is the contract the QGIS plugin and the command line call:
   committed to the index and SearchCancelled is raised promptly.
 - Returns matches best first: Match.geometry is a shapely Polygon in the output CRS
   (options.output_crs, else the first source's CRS), Match.crs_wkt that CRS, rank 1 = best,
-  score higher = better (cosine similarity with the sketch's vector, or the expanded one: engine/expansion.py),
+  score higher = better (cosine similarity with the sketch's vector, centred as the model card says
+  (engine/model/sketch_centering.py), or the expanded one: engine/expansion.py),
   source = the source's name, source_index = its position in `sources`, scale = tile size in metres,
   window = the best tile's pixel window in that source.
 
