@@ -13,15 +13,13 @@ them would need another fresh set. Every sketch has its own fixed seed.
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 
-from compose_sketches import LOGICAL, airliner, boat, car, circle, hand_drawn, light_aircraft, marina, place, \
-    rectangle, stick_plane
+from compose_sketches import airliner, boat, car, circle, light_aircraft, marina, rectangle, stick_plane
 from compose_validation_sketches import S, blob, box, crown, dashes, furrows, moved, offset, polygon, scatter, \
-    wave_line
+    wave_line, write_sketches
 
 OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "fresh_sketches"
 
@@ -169,17 +167,7 @@ CLASSES = [("buildings", buildings, 201), ("freeway", freeways, 202), ("parkingl
 
 
 def main() -> None:
-    for folder, compose, seed in CLASSES:
-        rng = random.Random(seed)
-        items = compose(rng)
-        (OUT / folder).mkdir(parents=True, exist_ok=True)
-        for n, sk in enumerate(items):
-            strokes = hand_drawn(place(sk["strokes"], sk["turn"], sk["size"], sk["centre"]), rng, sk["amplitude"], 5.0)
-            doc = {"shows": sk["what"], "class": folder, "logical_size": LOGICAL,
-                   "strokes": [{"width": sk["pen"], "points": [[round(x, 1), round(y, 1)] for x, y in s]}
-                               for s in strokes]}
-            (OUT / folder / f"{n}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"wrote the strokes under {OUT}")
+    write_sketches(CLASSES, OUT)
 
 
 if __name__ == "__main__":

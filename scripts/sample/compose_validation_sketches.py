@@ -566,18 +566,23 @@ CLASSES = [("buildings", buildings, 101), ("freeway", freeways, 102), ("parkingl
            ("airplane", airplanes, 110)]
 
 
-def main() -> None:
-    for folder, compose, seed in CLASSES:
+def write_sketches(classes, out: Path) -> None:
+    """Each (folder, compose, seed) of `classes` -> out/<folder>/<n>.json, one per sketch compose returns."""
+    for folder, compose, seed in classes:
         rng = random.Random(seed)
         items = compose(rng)
-        (OUT / folder).mkdir(parents=True, exist_ok=True)
+        (out / folder).mkdir(parents=True, exist_ok=True)
         for n, sk in enumerate(items):
             strokes = hand_drawn(place(sk["strokes"], sk["turn"], sk["size"], sk["centre"]), rng, sk["amplitude"], 5.0)
             doc = {"shows": sk["what"], "class": folder, "logical_size": LOGICAL,
                    "strokes": [{"width": sk["pen"], "points": [[round(x, 1), round(y, 1)] for x, y in s]}
                                for s in strokes]}
-            (OUT / folder / f"{n}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"wrote the strokes under {OUT}")
+            (out / folder / f"{n}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"wrote the strokes under {out}")
+
+
+def main() -> None:
+    write_sketches(CLASSES, OUT)
 
 
 if __name__ == "__main__":
