@@ -80,15 +80,15 @@ def load_sketch_centering(card: Mapping[str, Any], vector_dim: int, identity: st
     mean_file = card_file.parent / Path(str(entry["file"])).name  # beside the card, never elsewhere
     if not mean_file.is_file():
         raise refuse(f"the sketch mean {mean_file} is missing (make it with "
-                                   f"`python -m engine.training.sketch_mean`, or remove the card's {CARD_KEY})")
+                     f"`python -m engine.training.sketch_mean`, or remove the card's {CARD_KEY})")
     if sha256_of(mean_file) != entry["sha256"]:
         raise refuse(f"the sketch mean {mean_file} is not the file the card names (sha256 differs): "
-                                   f"make it again with `python -m engine.training.sketch_mean`")
+                     f"make it again with `python -m engine.training.sketch_mean`")
     try:
         mean = np.load(mean_file, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise refuse(f"the sketch mean {mean_file} cannot be read ({exc})") from None
     if mean.shape != (vector_dim,) or not np.isfinite(mean).all():
         raise refuse(f"the sketch mean {mean_file} has shape {mean.shape}, the model's vectors "
-                                   f"{vector_dim} numbers: make it again with `python -m engine.training.sketch_mean`")
+                     f"{vector_dim} numbers: make it again with `python -m engine.training.sketch_mean`")
     return SketchCentering(float(weight), mean.astype(np.float32))
