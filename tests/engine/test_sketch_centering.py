@@ -104,6 +104,7 @@ def _with_entry(checkpoint: Path, **changes) -> Path:
     ("changed", "not the file the card names"),
     ("shape", "has shape \\(32,\\), the model's vectors 64"),
     ("weight", "weight 1.5"),
+    ("garbage", "cannot be read"),
     ("keys", "expected the keys file, identity, sha256, weight"),
 ])
 def test_an_unusable_sketch_mean_is_one_clear_error(checkpoint, damage, message):
@@ -112,10 +113,13 @@ def test_an_unusable_sketch_mean_is_one_clear_error(checkpoint, damage, message)
         mean_file.unlink()
     elif damage == "changed":
         np.save(mean_file, np.full(64, 0.2, np.float32))
-    elif damage in ("shape", "keys"):
+    elif damage in ("shape", "garbage", "keys"):
         card = json.loads(checkpoint.with_suffix(".json").read_text())
-        if damage == "shape":
-            np.save(mean_file, np.zeros(32, np.float32))
+        if damage in ("shape", "garbage"):  # a file the card's sha256 names, but not a usable mean
+            if damage == "shape":
+                np.save(mean_file, np.zeros(32, np.float32))
+            else:
+                mean_file.write_bytes(b"not an array" * 10)
             from engine.model.weight_files import sha256_of
 
             card[CARD_KEY]["sha256"] = sha256_of(mean_file)
