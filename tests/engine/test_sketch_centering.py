@@ -148,3 +148,22 @@ def test_the_default_model_centres_its_sketches():
         pytest.skip("the default model is not installed")
     emb = Embedder.from_checkpoint(DEFAULT_CHECKPOINT, "cpu")
     assert emb.centering is not None and emb.centering.mean.shape == (emb.vector_dim,)
+
+
+@pytest.mark.slow
+def test_the_shipped_sketch_mean_is_what_the_tool_makes_from_the_shared_data(real_data_dir, tmp_path):
+    """The committed default.sketch_mean.npy is remade from its pool, as the card's entry describes it
+    (under a minute here: 242 sketches, 8 views each)."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("the default model is not installed")
+    for name in ("default.safetensors", "default.json"):
+        shutil.copy(DEFAULT_CHECKPOINT.with_name(name), tmp_path / name)
+    copy = tmp_path / "default.safetensors"
+    assert tool.main(["--checkpoint", str(copy), "--real", str(real_data_dir / "eoc_sketches"),
+                      "--real-classes", "Runway", "Tenniscourt", "--photos", str(real_data_dir / "aid"),
+                      "--per-class", "8", "--weight", "0.75"]) == 0
+    shipped = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())[CARD_KEY]
+    remade = json.loads(copy.with_suffix(".json").read_text())[CARD_KEY]
+    assert remade["pool"] == shipped["pool"] and remade["identity"] == shipped["identity"]
+    ours = np.load(DEFAULT_CHECKPOINT.with_name("default.sketch_mean.npy"))
+    assert np.abs(np.load(tmp_path / "default.sketch_mean.npy") - ours).max() < 1e-5
