@@ -49,12 +49,11 @@ def synthetic_sketches(photos: Path, classes: list[str], per_class: int, seed: i
 
 
 def sketch_mean(embedder, sources: list[list]) -> np.ndarray:
-    """The mean of each source's mean uncentred sketch vector (float32)."""
-    centering, embedder.centering = embedder.centering, None  # the mean is of the vectors before centering
-    try:
-        means = [np.asarray(embedder.embed_sketches(s).cls, np.float64).mean(0) for s in sources]
-    finally:
-        embedder.centering = centering
+    """The mean of each source's mean sketch vector (float32). The embedder must centre nothing: the
+    mean is of the vectors before centering (main loads the model without the card's entry)."""
+    if embedder.centering is not None:
+        raise ValueError("the sketch mean is made from uncentred vectors: load the model without its sketch_centering")
+    means = [np.asarray(embedder.embed_sketches(s).cls, np.float64).mean(0) for s in sources]
     return np.mean(means, axis=0).astype(np.float32)
 
 
