@@ -122,17 +122,19 @@ def main(argv=None) -> int:
             settings = replace(base, fusion=Fusion(descriptor, 0.5), sketch_widen=widen)
             sketch_vectors = Embedder(net, settings.apply_to(card), "cpu").embed_sketches([q.path for q in queries])
             sm, sd = parts(sketch_vectors.cls, width)
-            for w, e, expansion, c in itertools.product(args.weights, args.drawing_weights, args.expansion, centerings):
+            for w, e, expansion, centre in itertools.product(args.weights, args.drawing_weights, args.expansion,
+                                                            centerings):
                 if w + e > 1:
                     continue
-                summary = evaluate(Vectors([sm, sd], tile_parts, w, e, descriptor, c, mean_parts), queries, gallery,
-                                   mapping, expansion=expansion).summary
+                vectors = Vectors([sm, sd], tile_parts, w, e, descriptor, centre, mean_parts)
+                summary = evaluate(vectors, queries, gallery, mapping, expansion=expansion).summary
                 rows.append({"protocol": name, "widen": widen, "w": w, "drawing": e, "expansion": expansion,
-                             "centering": c,
+                             "centering": centre,
                              "mAP": summary["mAP"],
                              "P@10": summary["P@10"], "class_mAP": round(macro_map(summary), 4),
                              "per_class": {c: v["mAP"] for c, v in summary["per_class"].items()}})
-                print(f"{name:32s} widen {widen} w {w:.2f} drawing {e:.2f} expansion {expansion} centering {c:.2f}: "
+                print(f"{name:32s} widen {widen} w {w:.2f} drawing {e:.2f} expansion {expansion} "
+                      f"centering {centre:.2f}: "
                       f"mAP {summary['mAP']:.3f} P@10 {summary['P@10']:.3f} "
                       f"class-mean mAP {rows[-1]['class_mAP']:.3f}  "
                       + " ".join(f"{c[:8]} {v:.2f}" for c, v in rows[-1]["per_class"].items()), flush=True)
