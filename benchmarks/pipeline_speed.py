@@ -42,6 +42,7 @@ def legacy_read_rgb(source, window, out_size):
     from rasterio.enums import Resampling
     from rasterio.windows import Window as RioWindow
 
+    assert getattr(source, "_offset", (0, 0)) == (0, 0), "the baseline reads the file, not a decoded region"
     rows, cols = out_size
     rgb = np.zeros((rows, cols, 3), np.uint8)
     valid = np.zeros((rows, cols), bool)
@@ -257,9 +258,13 @@ class _LegacyEmbedder:
 
 
 def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, threads: int | None,
-               scales=DEFAULT_SCALES, baseline: bool = True) -> dict:
+               scales=DEFAULT_SCALES, baseline: bool = True, batch: int | None = None,
+               varied_batches: bool = False) -> dict:
     """A cold search (no index) over the whole raster on `device`: tiles per second, ours against
-    the per-tile pipeline (same model, same device, alternating rounds)."""
+    the per-tile pipeline (same model, same device, alternating rounds). The first round is also
+    the process's first use of each batch shape (a GPU builds its kernels' plans then). `batch`:
+    the embedder's batch size; `varied_batches`: short batches run at their own size on a GPU too
+    (as before fixed_batch), to measure what the one shape saves."""
     import os
 
     import engine.index.build as build
@@ -269,6 +274,10 @@ def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, th
     from engine.search import SearchOptions, run_search
 
     embedder = load_embedder(checkpoint, device)
+    if batch:
+        embedder.batch_size = batch
+    if varied_batches:
+        embedder.fixed_batch = False
     source = RasterioSource(raster)
     sketch = np.full((128, 128, 3), 255, np.uint8)
     sketch[20:108, 58:70] = 0
@@ -276,7 +285,7 @@ def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, th
     embedder.embed_images(np.full((2, embedder.cfg.img_size, embedder.cfg.img_size, 3), 128, np.uint8))  # warm-up
     threads = threads or reader_threads()
     ours, base, tiles = [], [], 0
-    real_read = build.read_tiles
+    real_read, real_side = build.read_tiles, build.region_side
     for _ in range(rounds):
         os.environ["SKETCH_SEARCH_READERS"] = str(threads)
         res = run_search(embedder, sketch, [source], options=opts)
@@ -284,15 +293,17 @@ def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, th
         ours.append(tiles / res.seconds)
         if baseline:
             os.environ["SKETCH_SEARCH_READERS"] = "1"
-            build.read_tiles = legacy_read_tiles
+            # per tile from the file, as before the tile reader: no regions (legacy_read_rgb reads files)
+            build.read_tiles, build.region_side = legacy_read_tiles, lambda *a, **k: None
             try:
                 res = run_search(_LegacyEmbedder(embedder), sketch, [source], options=opts)
             finally:
-                build.read_tiles = real_read
+                build.read_tiles, build.region_side = real_read, real_side
             base.append((res.computed + res.skipped) / res.seconds)
     os.environ.pop("SKETCH_SEARCH_READERS", None)
     out = {"raster": str(raster), "size_px": [source.width, source.height], "tiles": tiles, "device": device,
            "model": embedder.name, "device_description": embedder.device_description, "batch": embedder.batch_size,
+           "fixed_batch": bool(getattr(embedder, "fixed_batch", False)),
            "rounds": rounds, "tiles_per_s": statistics.median(ours), "workers": threads,
            "tiles_per_s_rounds": [round(v, 1) for v in ours]}
     if baseline:

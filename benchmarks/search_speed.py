@@ -169,6 +169,10 @@ def main() -> int:
     ap.add_argument("--uncached", action="store_true",
                     help="drop the raster from the page cache while the pipelines run (as for a raster larger than "
                          "memory; Linux) and report what each reads from storage")
+    ap.add_argument("--batch", type=int,
+                    help="--device: the embedder's batch size (default: 128 on a GPU, 32 on a CPU)")
+    ap.add_argument("--varied-batches", action="store_true",
+                    help="--device: short batches at their own size on a GPU too, not padded to one shape")
     ap.add_argument("--json", action="store_true", help="print the pipeline result as one JSON line, last")
     args = ap.parse_args()
     if args.pipeline_only or args.device:
@@ -207,7 +211,8 @@ def pipeline_main(args) -> int:
     scales = tuple(args.tile_size or ps.DEFAULT_SCALES)
     if args.device:
         result = ps.end_to_end(raster, args.checkpoint, args.device, args.rounds, args.workers, scales,
-                               baseline=not args.no_baseline)
+                               baseline=not args.no_baseline, batch=args.batch,
+                               varied_batches=args.varied_batches)
     else:
         result = ps.pipeline_only(raster, args.checkpoint, args.rounds, args.workers, scales,
                                   baseline=not args.no_baseline, uncached=args.uncached)

@@ -63,6 +63,11 @@ class Embedder:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size or (128 if self.half else 32)
+        # On a GPU every chunk runs at the one shape (batch_size), short ones padded: cuDNN builds its
+        # plans per input shape, and a build's short batches (a region's last, nodata tiles left out)
+        # come in about ten sizes. A first pass on an H200 ran at a thirteenth of the warm rate
+        # (BENCHMARKS.md, "On a GPU"). The padding costs under a batch per region; on a CPU, compute.
+        self.fixed_batch = self.device.type == "cuda"
         try:
             self.retrieval = RetrievalSettings.from_card(self.card)
         except ValueError as exc:
@@ -134,17 +139,21 @@ class Embedder:
         token_parts = []
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size].to(self.device, non_blocking=True)
+            n = len(chunk)
+            if self.fixed_batch and n < self.batch_size:  # padded with zeros; their outputs are dropped
+                chunk = torch.cat([chunk, chunk.new_zeros((self.batch_size - n,) + tuple(chunk.shape[1:]))])
             if self.channels_last:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 tokens, glob = stage1_outputs(self.model, self.descriptor, self.shared_level, chunk)
+            tokens = tokens[:n]
             parts[0].append(F.normalize(self.model.global_vector(tokens).float(), dim=-1).cpu())
             if glob is not None:
-                parts[1].append(F.normalize(glob.float(), dim=-1).cpu())
+                parts[1].append(F.normalize(glob[:n].float(), dim=-1).cpu())
             if draw:
                 with self._autocast():
                     drawn = drawing_vector(self.descriptor, chunk, self.cfg.mean, self.cfg.std)
-                parts[2].append(F.normalize(drawn.float(), dim=-1).cpu())
+                parts[2].append(F.normalize(drawn[:n].float(), dim=-1).cpu())
             if with_tokens:
                 token_parts.append(tokens.float().cpu())
         joined = [torch.cat(p) for p in parts if p]

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 16 in two calls of the lent machine (scripts/gpu/README.md):
-#   bash scripts/gpu/issue16.sh libs   carry .gpu/a: installs rasterio, shapely, Dask into /tmp/site
+#   bash scripts/gpu/issue16.sh libs   carry .gpu/a: installs rasterio, fiona, shapely, Dask into /tmp/site
 #   bash scripts/gpu/issue16.sh run    carry .gpu/b: adds the weights, then measures (each result in $OUT)
+#   bash scripts/gpu/issue16.sh cold   carry .gpu/b, instead of run: the cold start alone (one batch shape
+#                                      against short batches at their own sizes; batch 256)
 # The second call must reach the same warm machine (it is given back 30 s after a call ends).
 # SMOKE=1 runs everything on the CPU with a small raster: a dry run here (libs is skipped here).
 set -uo pipefail
@@ -13,9 +15,9 @@ if [ "${SMOKE:-0}" = 1 ]; then PY=.venv/bin/python; fi
 
 libs() {
   mkdir -p "$SITE"
-  tar -xJf .gpu/a/rasterio.tar.xz -C "$SITE" &&
+  tar -xJf .gpu/a/rasterio.tar.xz -C "$SITE" && tar -xJf .gpu/a/fiona.tar.xz -C "$SITE" &&
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu/a/*.whl &&
-  PYTHONPATH=$SITE python3 -c "import rasterio, shapely, dask, distributed; print('libs ok: rasterio', rasterio.__version__, 'GDAL', rasterio.__gdal_version__)"
+  PYTHONPATH=$SITE python3 -c "import rasterio, fiona, shapely, dask, distributed; print('libs ok: rasterio', rasterio.__version__, 'fiona', fiona.__version__, 'GDAL', rasterio.__gdal_version__)"
 }
 
 step() {  # step NAME SECONDS COMMAND...: runs one measurement, its output kept in $OUT/NAME.log
@@ -28,7 +30,7 @@ step() {  # step NAME SECONDS COMMAND...: runs one measurement, its output kept 
   echo "== $name: exit $rc after $((SECONDS - t0)) s"
 }
 
-run() {
+setup() {  # sets DEV SIZE WORKERS DASK ROUNDS and the raster's path; on the GPU, adds the weights
   if [ "${SMOKE:-0}" = 1 ]; then
     DEV=cpu; SIZE=2048; WORKERS=2; DASK=local:2; ROUNDS=1
   else
@@ -39,9 +41,13 @@ run() {
     nvidia-smi -L
   fi
   export PYTHONUNBUFFERED=1
-  local work=/tmp/issue16; mkdir -p "$work"
-  local raster=$work/r$SIZE.tif
+  work=/tmp/issue16; mkdir -p "$work"
+  raster=$work/r$SIZE.tif
   step raster 90 $PY -c "from pathlib import Path; from benchmarks.search_speed import write_raster; write_raster(Path('$raster'), $SIZE)"
+}
+
+run() {
+  setup
   # the issue's contract: one JSON line last; end to end with the per-tile pipeline as baseline, then the
   # pipeline alone on 16 cores (its baseline was measured on this CPU). The limits add up to 590 s: one call.
   step end_to_end 200 $PY -m benchmarks.search_speed --device $DEV --raster "$raster" --workers $WORKERS --rounds $ROUNDS --json
@@ -54,8 +60,21 @@ run() {
   for f in end_to_end pipeline_only; do tail -n 1 "$OUT/$f.log" > "$OUT/$f.json"; done
 }
 
+cold() {
+  # each a fresh process: its first round is its first use of each batch shape (tiles_per_s_rounds[0])
+  setup
+  local e2e="$PY -m benchmarks.search_speed --device $DEV --raster $raster --workers $WORKERS --rounds $ROUNDS --no-baseline --json"
+  step cold_fixed 90 $e2e
+  step cold_varied 150 $e2e --varied-batches
+  step cold_batch256 90 $e2e --batch 256
+  rm -rf "$work/serial"
+  step build_serial 60 $PY -m engine.cli index build --raster "$raster" --device $DEV --index-dir "$work/serial"
+  for f in cold_fixed cold_varied cold_batch256; do tail -n 1 "$OUT/$f.log" > "$OUT/$f.json"; done
+}
+
 case "${1:-}" in
   libs) libs ;;
   run) run ;;
-  *) echo "usage: $0 libs|run"; exit 2 ;;
+  cold) cold ;;
+  *) echo "usage: $0 libs|run|cold"; exit 2 ;;
 esac

@@ -37,6 +37,24 @@ def test_embeddings_are_normalised_and_batch_independent(embedder):
     assert not torch.is_grad_enabled() or out.tokens.requires_grad is False
 
 
+def test_fixed_batch_runs_one_shape_and_gives_the_same_vectors(tiny_checkpoint):
+    # what a GPU does (fixed_batch is on for CUDA only): short chunks padded to batch_size
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    plain = Embedder.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    fixed = Embedder.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    assert plain.fixed_batch is False
+    fixed.fixed_batch = True
+    shapes = []
+    forward = fixed.model.forward_features
+    fixed.model.forward_features = lambda x: shapes.append(len(x)) or forward(x)
+    a, b = plain.embed_images(images, with_tokens=True), fixed.embed_images(images, with_tokens=True)
+    assert shapes == [4, 4]  # 4 tiles, then 1 tile padded to 4
+    assert b.cls.shape == a.cls.shape and b.tokens.shape == a.tokens.shape
+    assert np.allclose(a.cls, b.cls, atol=1e-5) and torch.allclose(a.tokens, b.tokens, atol=1e-5)
+    assert np.allclose(plain.embed_sketches([_sketch()]).cls, fixed.embed_sketches([_sketch()]).cls, atol=1e-5)
+
+
 def test_pair_scores_match_the_cross_attention_module(embedder):
     sk = embedder.embed_sketches([_sketch()], with_tokens=True)
     tiles = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
