@@ -259,12 +259,13 @@ class _LegacyEmbedder:
 
 def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, threads: int | None,
                scales=DEFAULT_SCALES, baseline: bool = True, batch: int | None = None,
-               varied_batches: bool = False) -> dict:
+               varied_batches: bool = False, cuda_graphs: bool = False) -> dict:
     """A cold search (no index) over the whole raster on `device`: tiles per second, ours against
     the per-tile pipeline (same model, same device, alternating rounds). The first round is also
     the process's first use of each batch shape (a GPU builds its kernels' plans then). `batch`:
     the embedder's batch size; `varied_batches`: short batches run at their own size on a GPU too
-    (as before fixed_batch), to measure what the one shape saves."""
+    (as before fixed_batch), to measure what the one shape saves; `cuda_graphs`: the model's forward
+    replayed from CUDA graphs (engine/cuda_graphs.py, an experiment)."""
     import os
 
     import engine.index.build as build
@@ -278,6 +279,8 @@ def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, th
         embedder.batch_size = batch
     if varied_batches:
         embedder.fixed_batch = False
+    if cuda_graphs:
+        embedder.cuda_graphs = True
     source = RasterioSource(raster)
     sketch = np.full((128, 128, 3), 255, np.uint8)
     sketch[20:108, 58:70] = 0
@@ -304,6 +307,7 @@ def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, th
     out = {"raster": str(raster), "size_px": [source.width, source.height], "tiles": tiles, "device": device,
            "model": embedder.name, "device_description": embedder.device_description, "batch": embedder.batch_size,
            "fixed_batch": bool(getattr(embedder, "fixed_batch", False)),
+           "cuda_graphs": len(getattr(embedder, "_graphed", None).graphs) if cuda_graphs else 0,  # graphs captured
            "rounds": rounds, "tiles_per_s": statistics.median(ours), "workers": threads,
            "tiles_per_s_rounds": [round(v, 1) for v in ours]}
     if baseline:

@@ -173,6 +173,8 @@ def main() -> int:
                     help="--device: the embedder's batch size (default: 128 on a GPU, 32 on a CPU)")
     ap.add_argument("--varied-batches", action="store_true",
                     help="--device: short batches at their own size on a GPU too, not padded to one shape")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="--device cuda: the model's forward replayed from CUDA graphs (an experiment)")
     ap.add_argument("--json", action="store_true", help="print the pipeline result as one JSON line, last")
     args = ap.parse_args()
     if args.pipeline_only or args.device:
@@ -212,7 +214,7 @@ def pipeline_main(args) -> int:
     if args.device:
         result = ps.end_to_end(raster, args.checkpoint, args.device, args.rounds, args.workers, scales,
                                baseline=not args.no_baseline, batch=args.batch,
-                               varied_batches=args.varied_batches)
+                               varied_batches=args.varied_batches, cuda_graphs=args.cuda_graphs)
     else:
         result = ps.pipeline_only(raster, args.checkpoint, args.rounds, args.workers, scales,
                                   baseline=not args.no_baseline, uncached=args.uncached)

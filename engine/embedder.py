@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cuda_graphs import GraphedCalls
 from .device import describe_device, pick_device
 from .embeddings import Embeddings
 from .model import MLAGT
@@ -68,6 +69,9 @@ class Embedder:
         # come in about ten sizes. A first pass on an H200 ran at a thirteenth of the warm rate
         # (BENCHMARKS.md, "On a GPU"). The padding costs under a batch per region; on a CPU, compute.
         self.fixed_batch = self.device.type == "cuda"
+        # An experiment, off until measured on a GPU (scripts/gpu): the forward replayed from CUDA graphs.
+        self.cuda_graphs = False
+        self._graphed = GraphedCalls(self._forward)
         try:
             self.retrieval = RetrievalSettings.from_card(self.card)
         except ValueError as exc:
@@ -124,9 +128,16 @@ class Embedder:
         return describe_device(self.device)
 
     def _autocast(self):
-        if self.half:
-            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        if self.half:  # no cache of cast weights: each is used once per forward, and graphs need it off
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16, cache_enabled=False)
         return contextlib.nullcontext()
+
+    def _forward(self, chunk: torch.Tensor, draw: bool) -> tuple:
+        """One chunk on the device -> (encoder tokens, descriptor vector or None, drawing's vector or None)."""
+        with self._autocast():
+            tokens, glob = stage1_outputs(self.model, self.descriptor, self.shared_level, chunk)
+            drawn = drawing_vector(self.descriptor, chunk, self.cfg.mean, self.cfg.std) if draw else None
+        return tokens, glob, drawn
 
     @torch.inference_mode()
     def _stage1_parts(self, batch: torch.Tensor, with_tokens: bool,
@@ -144,15 +155,13 @@ class Embedder:
                 chunk = torch.cat([chunk, chunk.new_zeros((self.batch_size - n,) + tuple(chunk.shape[1:]))])
             if self.channels_last:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                tokens, glob = stage1_outputs(self.model, self.descriptor, self.shared_level, chunk)
+            forward = self._graphed if self.cuda_graphs else self._forward
+            tokens, glob, drawn = forward(chunk, draw)
             tokens = tokens[:n]
             parts[0].append(F.normalize(self.model.global_vector(tokens).float(), dim=-1).cpu())
             if glob is not None:
                 parts[1].append(F.normalize(glob[:n].float(), dim=-1).cpu())
-            if draw:
-                with self._autocast():
-                    drawn = drawing_vector(self.descriptor, chunk, self.cfg.mean, self.cfg.std)
+            if drawn is not None:
                 parts[2].append(F.normalize(drawn[:n].float(), dim=-1).cpu())
             if with_tokens:
                 token_parts.append(tokens.float().cpu())

@@ -3,7 +3,7 @@
 #   bash scripts/gpu/issue16.sh libs   carry .gpu/a: installs rasterio, fiona, shapely, Dask into /tmp/site
 #   bash scripts/gpu/issue16.sh run    carry .gpu/b: adds the weights, then measures (each result in $OUT)
 #   bash scripts/gpu/issue16.sh cold   carry .gpu/b, instead of run: the cold start alone (one batch shape
-#                                      against short batches at their own sizes; batch 256)
+#                                      against short batches at their own sizes; batch 256; CUDA graphs)
 # The second call must reach the same warm machine (it is given back 30 s after a call ends).
 # SMOKE=1 runs everything on the CPU with a small raster: a dry run here (libs is skipped here).
 set -uo pipefail
@@ -32,12 +32,12 @@ step() {  # step NAME SECONDS COMMAND...: runs one measurement, its output kept 
 
 setup() {  # sets DEV SIZE WORKERS DASK ROUNDS and the raster's path; on the GPU, adds the weights
   if [ "${SMOKE:-0}" = 1 ]; then
-    DEV=cpu; SIZE=2048; WORKERS=2; DASK=local:2; ROUNDS=1
+    DEV=cpu; SIZE=2048; WORKERS=2; DASK=local:2; ROUNDS=1; GRAPHS_CHECK="--batches 1 --sizes 8 --check 20"
   else
     [ -d "$SITE/rasterio" ] || { echo "no $SITE/rasterio: run 'libs' first on this same warm machine"; exit 2; }
     tar -xf .gpu/b/weights.tar -C "$SITE" || exit 2
     export PYTHONPATH=$SITE:$PWD
-    DEV=cuda; SIZE=10240; WORKERS=16; DASK=local:4; ROUNDS=3
+    DEV=cuda; SIZE=10240; WORKERS=16; DASK=local:4; ROUNDS=3; GRAPHS_CHECK=""
     nvidia-smi -L
   fi
   export PYTHONUNBUFFERED=1
@@ -61,15 +61,18 @@ run() {
 }
 
 cold() {
-  # each a fresh process: its first round is its first use of each batch shape (tiles_per_s_rounds[0])
+  # each a fresh process: its first round is its first use of each batch shape (tiles_per_s_rounds[0]).
+  # The limits add up to 570 s (timeout_s 600); about 300 s are expected.
   setup
   local e2e="$PY -m benchmarks.search_speed --device $DEV --raster $raster --workers $WORKERS --rounds $ROUNDS --no-baseline --json"
-  step cold_fixed 90 $e2e
-  step cold_varied 150 $e2e --varied-batches
-  step cold_batch256 90 $e2e --batch 256
+  step cold_fixed 75 $e2e
+  step cold_varied 120 $e2e --varied-batches
+  step cold_batch256 75 $e2e --batch 256
+  step cold_graphs 75 $e2e --cuda-graphs
+  step graphs_check 75 $PY scripts/gpu/graphs_check.py --device $DEV $GRAPHS_CHECK
   rm -rf "$work/serial"
   step build_serial 60 $PY -m engine.cli index build --raster "$raster" --device $DEV --index-dir "$work/serial"
-  for f in cold_fixed cold_varied cold_batch256; do tail -n 1 "$OUT/$f.log" > "$OUT/$f.json"; done
+  for f in cold_fixed cold_varied cold_batch256 cold_graphs graphs_check; do tail -n 1 "$OUT/$f.log" > "$OUT/$f.json"; done
 }
 
 case "${1:-}" in
