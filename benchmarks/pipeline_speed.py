@@ -307,7 +307,7 @@ def end_to_end(raster: str, checkpoint: str | None, device: str, rounds: int, th
     out = {"raster": str(raster), "size_px": [source.width, source.height], "tiles": tiles, "device": device,
            "model": embedder.name, "device_description": embedder.device_description, "batch": embedder.batch_size,
            "fixed_batch": bool(getattr(embedder, "fixed_batch", False)),
-           "cuda_graphs": len(getattr(embedder, "_graphed", None).graphs) if cuda_graphs else 0,  # graphs captured
+           "cuda_graphs": len(embedder._graphed.graphs) if hasattr(embedder, "_graphed") else 0,  # graphs made
            "rounds": rounds, "tiles_per_s": statistics.median(ours), "workers": threads,
            "tiles_per_s_rounds": [round(v, 1) for v in ours]}
     if baseline:
